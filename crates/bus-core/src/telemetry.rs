@@ -26,10 +26,10 @@ pub struct TelemetryGuard {
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Some(provider) = self.provider.take() {
-            if let Err(e) = provider.shutdown() {
-                eprintln!("trace exporter shutdown failed: {e}");
-            }
+        if let Some(provider) = self.provider.take()
+            && let Err(e) = provider.shutdown()
+        {
+            eprintln!("trace exporter shutdown failed: {e}");
         }
     }
 }
@@ -96,10 +96,10 @@ pub fn current_traceparent() -> Option<String> {
 
 /// Adds `traceparent` to outgoing fields unless they already carry one.
 pub fn inject(fields: &mut Fields) {
-    if fields.get(TRACEPARENT).is_none() {
-        if let Some(tp) = current_traceparent() {
-            fields.set(TRACEPARENT, tp);
-        }
+    if fields.get(TRACEPARENT).is_none()
+        && let Some(tp) = current_traceparent()
+    {
+        fields.set(TRACEPARENT, tp);
     }
 }
 
@@ -107,12 +107,12 @@ pub fn inject(fields: &mut Fields) {
 /// carries `traceparent`. Debug level: free when not enabled.
 pub fn entry_span(stream: &str, id: EntryId, fields: &Fields) -> tracing::Span {
     let span = tracing::debug_span!("stream.entry", stream, entry_id = %id, otel.kind = "consumer");
-    if !span.is_disabled() {
-        if let Some(tp) = fields.get(TRACEPARENT) {
-            let carrier = HashMap::from([(TRACEPARENT.to_owned(), tp.to_owned())]);
-            let parent = TraceContextPropagator::new().extract(&carrier);
-            let _ = span.set_parent(parent);
-        }
+    if !span.is_disabled()
+        && let Some(tp) = fields.get(TRACEPARENT)
+    {
+        let carrier = HashMap::from([(TRACEPARENT.to_owned(), tp.to_owned())]);
+        let parent = TraceContextPropagator::new().extract(&carrier);
+        let _ = span.set_parent(parent);
     }
     span
 }

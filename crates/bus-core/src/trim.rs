@@ -79,28 +79,31 @@ pub async fn trim_lag_aware(
 ) -> Result<TrimReport, BusError> {
     let mut report = TrimReport::default();
     let len: u64 = redis::cmd("XLEN").arg(stream).query_async(conn).await?;
-    if maxlen > 0 && len > maxlen {
-        if let Some(safe) = safe_point(conn, stream).await? {
-            let step = (len - maxlen).min(MAX_STEP);
-            let head = parse_entries(
-                redis::cmd("XRANGE")
-                    .arg(stream)
-                    .arg("-")
-                    .arg("+")
-                    .arg("COUNT")
-                    .arg(step)
-                    .query_async(conn)
-                    .await?,
-            )?;
-            if let Some(last) = head.last() {
-                let min_id = last.id.successor().min(safe);
-                report.removed = redis::cmd("XTRIM")
-                    .arg(stream)
-                    .arg("MINID")
-                    .arg(min_id.to_string())
-                    .query_async(conn)
-                    .await?;
-            }
+    let safe = if maxlen > 0 && len > maxlen {
+        safe_point(conn, stream).await?
+    } else {
+        None
+    };
+    if let Some(safe) = safe {
+        let step = (len - maxlen).min(MAX_STEP);
+        let head = parse_entries(
+            redis::cmd("XRANGE")
+                .arg(stream)
+                .arg("-")
+                .arg("+")
+                .arg("COUNT")
+                .arg(step)
+                .query_async(conn)
+                .await?,
+        )?;
+        if let Some(last) = head.last() {
+            let min_id = last.id.successor().min(safe);
+            report.removed = redis::cmd("XTRIM")
+                .arg(stream)
+                .arg("MINID")
+                .arg(min_id.to_string())
+                .query_async(conn)
+                .await?;
         }
     }
     if hard_max_len > 0 && len.saturating_sub(report.removed) > hard_max_len {

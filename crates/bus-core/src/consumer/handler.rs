@@ -84,6 +84,11 @@ impl Outcome {
         self.rejected.push((id, reason.into()));
         self
     }
+
+    /// The entries rejected so far, with their reasons.
+    pub fn rejected(&self) -> &[(EntryId, String)] {
+        &self.rejected
+    }
 }
 
 /// Why a handler call failed; nothing it did may have been committed.

@@ -141,11 +141,13 @@ impl<H: Handler> Consumer<H> {
                 _ = shutdown.cancelled() => break,
                 step = reader.next_batch(s) => step,
             };
+            if step.is_ok() {
+                running.set(true);
+                backoff.reset();
+            }
             match step {
                 Ok(batch) if batch.is_empty() => {}
                 Ok(batch) => {
-                    running.set(true);
-                    backoff.reset();
                     let shared = self.shared.clone();
                     let (shutdown, hard_stop) = (shutdown.clone(), hard_stop.clone());
                     tasks.spawn(async move {
@@ -384,13 +386,12 @@ async fn housekeeping<H: Handler>(s: Arc<Shared<H>>, shutdown: CancellationToken
             Err(e) => tracing::debug!(error = %e, "could not sample group status"),
         }
         let idle = s.settings.idle_consumer_timeout_ms;
-        if idle > 0 {
-            if let Err(e) =
+        if idle > 0
+            && let Err(e) =
                 group::remove_idle_consumers(&mut conn, &s.stream, &s.group, &s.consumer, idle)
                     .await
-            {
-                tracing::debug!(error = %e, "idle-consumer clean-up failed");
-            }
+        {
+            tracing::debug!(error = %e, "idle-consumer clean-up failed");
         }
         if !sleep_or_shutdown(interval, &shutdown).await {
             return;

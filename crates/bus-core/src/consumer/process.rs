@@ -141,7 +141,8 @@ impl<H: Handler> Shared<H> {
         shutdown: &CancellationToken,
     ) {
         // Ranges still to settle; a failing range is split in two until the culprits are alone.
-        let mut work: Vec<Range<usize>> = vec![0..deliveries.len()];
+        let mut work: Vec<Range<usize>> = Vec::new();
+        work.push(0..deliveries.len());
         while let Some(range) = work.pop() {
             if range.is_empty() {
                 continue;

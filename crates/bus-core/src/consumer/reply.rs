@@ -121,10 +121,10 @@ pub(crate) fn xpending_counts(v: Value) -> Result<HashMap<EntryId, u64>, BusErro
     let mut counts = HashMap::new();
     for row in items(v)? {
         let row = items(row)?;
-        if let (Some(id), Some(count)) = (row.first(), row.get(3)) {
-            if let (Ok(id), Some(count)) = (text(id)?.parse::<EntryId>(), int(count)) {
-                counts.insert(id, count.max(0) as u64);
-            }
+        if let (Some(id), Some(count)) = (row.first(), row.get(3))
+            && let (Ok(id), Some(count)) = (text(id)?.parse::<EntryId>(), int(count))
+        {
+            counts.insert(id, count.max(0) as u64);
         }
     }
     Ok(counts)

@@ -1,0 +1,31 @@
+# The front door. `make` lists the targets.
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+
+.PHONY: help up down dev test lint fmt bench
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+up: ## run the whole pipeline with docker compose (Redis, PostgreSQL, services, Prometheus, Grafana)
+	docker compose up --build -d
+	@echo "metrics: http://localhost:9090  dashboards: http://localhost:3000  commands: http://localhost:8080"
+
+down: ## stop the docker compose pipeline
+	docker compose down
+
+dev: ## run the pipeline locally without Docker (private Redis and PostgreSQL under .dev/)
+	./scripts/dev.sh
+
+test: ## run every test against private Redis and PostgreSQL instances
+	$(CARGO) test --workspace --locked
+
+lint: ## formatting and clippy, as CI runs them
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+fmt: ## format the code
+	$(CARGO) fmt --all
+
+bench: ## end-to-end benchmark (see README)
+	@test -x scripts/bench.sh && ./scripts/bench.sh || echo "benchmark not available yet"
