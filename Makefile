@@ -2,7 +2,7 @@
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 
-.PHONY: help up down dev test lint fmt bench
+.PHONY: help up down dev dev-reset test lint fmt bench check-deploy
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -16,6 +16,12 @@ down: ## stop the docker compose pipeline
 
 dev: ## run the pipeline locally without Docker (private Redis and PostgreSQL under .dev/)
 	./scripts/dev.sh
+
+dev-reset: ## delete the local dev data (.dev/)
+	./scripts/dev.sh reset
+
+check-deploy: ## static checks of docker-compose.yml, Prometheus rules and the Grafana dashboard
+	python3 scripts/check-deploy.py
 
 test: ## run every test against private Redis and PostgreSQL instances
 	$(CARGO) test --workspace --locked
