@@ -5,7 +5,7 @@ CARGO ?= cargo
 .PHONY: help up down dev dev-reset test lint fmt bench check-deploy
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 up: ## run the whole pipeline with docker compose (Redis, PostgreSQL, services, Prometheus, Grafana)
 	docker compose up --build -d
