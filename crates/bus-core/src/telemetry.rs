@@ -2,6 +2,7 @@
 //! `OTEL_EXPORTER_OTLP_ENDPOINT` is set, and W3C `traceparent` carried in entry fields.
 
 use std::collections::HashMap;
+use std::io::IsTerminal;
 
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
@@ -38,7 +39,11 @@ impl Drop for TelemetryGuard {
 pub fn init(service: &'static str, format: LogFormat) -> TelemetryGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let fmt = match format {
-        LogFormat::Text => tracing_subscriber::fmt::layer().boxed(),
+        // Colour only on a terminal (and never with NO_COLOR): log files and
+        // `docker compose logs` should not carry escape codes.
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_ansi(std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+            .boxed(),
         LogFormat::Json => tracing_subscriber::fmt::layer().json().boxed(),
     };
     let (otel, provider) = match otlp_provider(service) {
@@ -57,7 +62,10 @@ pub fn init(service: &'static str, format: LogFormat) -> TelemetryGuard {
 }
 
 fn otlp_provider(service: &'static str) -> Option<SdkTracerProvider> {
-    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT").ok()?;
+    // Empty counts as unset: compose files commonly pass the variable through blank.
+    std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .ok()
+        .filter(|endpoint| !endpoint.trim().is_empty())?;
     let exporter = match opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .build()

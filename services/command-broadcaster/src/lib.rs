@@ -91,6 +91,9 @@ pub async fn run(
         .with_state(state.clone())
         .merge(bus.ops_router());
     let server = bus_core::serve_ops(&settings.http_addr, app, shutdown.clone()).await?;
+    // The ops routes also live on OPS_ADDR, like every other service's, so one scrape and
+    // health-check convention covers the whole pipeline.
+    let ops = bus_core::serve_ops(&common.ops_addr, bus.ops_router(), shutdown.clone()).await?;
     tracing::info!(addr = %settings.http_addr, "command API listening (/api/commands, /ws)");
 
     let prefix = bus.redis.prefix().to_owned();
@@ -115,5 +118,6 @@ pub async fn run(
     runner.spawn(subscriber.run(shutdown.clone()));
     let result = runner.wait().await;
     let _ = server.await;
+    let _ = ops.await;
     Ok(result?)
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 #[serde(default)]
 pub struct BroadcasterSettings {
     /// `HTTP_ADDR`: the API, the WebSocket and the ops routes (`/metrics`, `/healthz`,
-    /// `/readyz`) on one listener; `OPS_ADDR` is not used by this service.
+    /// `/readyz`) on one listener. The ops routes are also served on `OPS_ADDR`.
     pub http_addr: String,
     /// `API_TOKEN`: when set, `/api/*` requires `Authorization: Bearer <API_TOKEN>`.
     pub api_token: Option<String>,

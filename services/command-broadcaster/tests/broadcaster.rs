@@ -46,6 +46,7 @@ impl Service {
         let addr = format!("127.0.0.1:{}", bus_testkit::free_port());
         let common = CommonSettings {
             redis_url: SecretUrl::new(redis.url()),
+            ops_addr: "127.0.0.1:0".into(),
             ..CommonSettings::default()
         };
         let settings = BroadcasterSettings {
