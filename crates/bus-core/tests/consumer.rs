@@ -33,7 +33,7 @@ async fn nothing_is_acked_while_the_handler_fails_and_everything_is_acked_after_
     };
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", settings), handler.clone());
 
-    eventually(WAIT, "the handler has failed a few times", || async {
+    until("the handler has failed a few times", WAIT, || async {
         handler.calls() >= 6
     })
     .await;
@@ -46,7 +46,7 @@ async fn nothing_is_acked_while_the_handler_fails_and_everything_is_acked_after_
     assert!(handler.handled().is_empty());
 
     healthy.store(true, Ordering::SeqCst);
-    eventually(WAIT, "everything is acked", || async {
+    until("everything is acked", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0
     })
     .await;
@@ -106,11 +106,11 @@ async fn an_undecodable_entry_and_a_rejected_entry_are_dead_lettered_while_the_r
         RejectSeven(done.clone()),
     );
 
-    eventually(WAIT, "all entries are settled", || async {
+    until("all entries are settled", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0 && done.load(Ordering::SeqCst) == 14
     })
     .await;
-    eventually(WAIT, "two dead letters exist", || async {
+    until("two dead letters exist", WAIT, || async {
         dead_letters(&bus, "s").await.len() == 2
     })
     .await;
@@ -147,7 +147,7 @@ async fn an_undecodable_entry_and_a_rejected_entry_are_dead_lettered_while_the_r
 
     // The worker keeps running after dead-lettering.
     produce(&bus, "s", 3).await;
-    eventually(WAIT, "later entries are processed", || async {
+    until("later entries are processed", WAIT, || async {
         done.load(Ordering::SeqCst) == 17
     })
     .await;
@@ -171,7 +171,7 @@ async fn a_permanently_failing_batch_is_split_until_the_bad_entry_is_isolated() 
         }
     });
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
-    eventually(WAIT, "the batch is settled", || async {
+    until("the batch is settled", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0 && handler.handled().len() == 9
     })
     .await;
@@ -207,7 +207,7 @@ async fn a_transiently_failing_handler_is_retried_and_succeeds_without_dead_lett
         }
     });
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
-    eventually(WAIT, "all five are handled", || async {
+    until("all five are handled", WAIT, || async {
         handler.handled().len() == 5 && pending_count(&bus, "s", "g").await == 0
     })
     .await;
@@ -236,11 +236,11 @@ async fn an_entry_that_always_fails_is_dead_lettered_after_max_deliveries() {
         }
     });
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
-    eventually(WAIT, "the poison entry is dead-lettered", || async {
+    until("the poison entry is dead-lettered", WAIT, || async {
         dead_letters(&bus, "s").await.len() == 1
     })
     .await;
-    eventually(WAIT, "nothing is pending", || async {
+    until("nothing is pending", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0
     })
     .await;
@@ -294,7 +294,7 @@ async fn an_entry_redelivered_past_max_deliveries_is_dead_lettered_on_read() {
         ..fast_worker()
     };
     let (task, shutdown) = spawn(&bus, config("s", "g", "c0", settings), handler.clone());
-    eventually(WAIT, "the entry is dead-lettered", || async {
+    until("the entry is dead-lettered", WAIT, || async {
         dead_letters(&bus, "s").await.len() == 1
     })
     .await;
@@ -352,7 +352,7 @@ async fn a_consumer_killed_mid_batch_is_reclaimed_by_another() {
         config("s", "g", "survivor", settings),
         survivor.clone(),
     );
-    eventually(WAIT, "all 30 are handled", || async {
+    until("all 30 are handled", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0 && survivor.handled().len() == 30
     })
     .await;
@@ -398,7 +398,7 @@ async fn a_restarted_consumer_rereads_its_own_pending_entries_first() {
     .await;
     let handler = FnHandler::ok();
     let (task, shutdown) = spawn(&bus, config("s", "g", "me", fast_worker()), handler.clone());
-    eventually(WAIT, "all five are handled", || async {
+    until("all five are handled", WAIT, || async {
         handler.handled().len() == 5
     })
     .await;
@@ -418,7 +418,7 @@ async fn a_deleted_group_is_recreated() {
     let handler = FnHandler::ok();
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
     produce(&bus, "s", 3).await;
-    eventually(WAIT, "first entries are handled", || async {
+    until("first entries are handled", WAIT, || async {
         handler.handled().len() == 3
     })
     .await;
@@ -432,7 +432,7 @@ async fn a_deleted_group_is_recreated() {
     .await;
     produce(&bus, "s", 2).await;
     // Recreated from `0`: the replay is harmless because handlers are idempotent.
-    eventually(WAIT, "new entries are handled after NOGROUP", || async {
+    until("new entries are handled after NOGROUP", WAIT, || async {
         handler.handled().len() >= 5
     })
     .await;
@@ -447,7 +447,7 @@ async fn a_worker_finishes_its_work_across_a_redis_restart() {
     let handler = FnHandler::ok();
     let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
     produce(&bus, "s", 20).await;
-    eventually(WAIT, "first entries are handled", || async {
+    until("first entries are handled", WAIT, || async {
         handler.handled().len() == 20
     })
     .await;
@@ -455,13 +455,13 @@ async fn a_worker_finishes_its_work_across_a_redis_restart() {
     redis.kill();
     redis.restart().unwrap();
     produce(&bus, "s", 20).await;
-    eventually(
-        WAIT,
+    until(
         "entries written after the restart are handled",
+        WAIT,
         || async { handler.handled().len() >= 40 },
     )
     .await;
-    eventually(WAIT, "nothing is pending", || async {
+    until("nothing is pending", WAIT, || async {
         pending_count(&bus, "s", "g").await == 0
     })
     .await;
@@ -591,7 +591,7 @@ async fn idle_consumers_are_removed_only_when_nothing_is_pending() {
             })
             .collect::<Vec<_>>()
     };
-    eventually(WAIT, "the empty idle consumer is removed", || async {
+    until("the empty idle consumer is removed", WAIT, || async {
         !names().await.contains(&"idle-empty".to_string())
     })
     .await;

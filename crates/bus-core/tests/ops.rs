@@ -31,7 +31,7 @@ async fn metrics_counters_move_and_readyz_follows_redis() {
     };
 
     assert_eq!(status("/healthz").await, 200);
-    eventually(Duration::from_secs(10), "ready", || async {
+    until("ready", Duration::from_secs(10), || async {
         status("/readyz").await == 200
     })
     .await;
@@ -53,9 +53,9 @@ async fn metrics_counters_move_and_readyz_follows_redis() {
                 .unwrap_or_default()
         }
     };
-    eventually(
-        Duration::from_secs(10),
+    until(
         "acked counter reaches 7",
+        Duration::from_secs(10),
         || async { metric("bus_entries_acked_total{").await.ends_with(" 7") },
     )
     .await;
@@ -63,17 +63,17 @@ async fn metrics_counters_move_and_readyz_follows_redis() {
     assert!(metric("bus_entries_consumed_total{").await.ends_with(" 7"));
 
     server.kill();
-    eventually(
-        Duration::from_secs(10),
+    until(
         "not ready while Redis is down",
+        Duration::from_secs(10),
         || async { status("/readyz").await == 503 },
     )
     .await;
     assert_eq!(status("/healthz").await, 200, "alive even when not ready");
     server.restart().unwrap();
-    eventually(
-        Duration::from_secs(20),
+    until(
         "ready again after Redis is back",
+        Duration::from_secs(20),
         || async { status("/readyz").await == 200 },
     )
     .await;

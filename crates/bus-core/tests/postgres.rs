@@ -97,7 +97,7 @@ async fn redelivered_and_reclaimed_entries_land_exactly_once() {
         config("s", "g", "first", fast_worker()),
         writer.clone(),
     );
-    eventually(Duration::from_secs(15), "some rows are written", || async {
+    until("some rows are written", Duration::from_secs(15), || async {
         rows(&pool).await >= 100
     })
     .await;
@@ -122,7 +122,7 @@ async fn redelivered_and_reclaimed_entries_land_exactly_once() {
         ..fast_worker()
     };
     let (task, shutdown) = spawn(&bus, config("s", "g", "survivor", settings), survivor);
-    eventually(Duration::from_secs(20), "every entry is acked", || async {
+    until("every entry is acked", Duration::from_secs(20), || async {
         pending_count(&bus, "s", "g").await == 0 && rows(&pool).await == n as i64
     })
     .await;

@@ -35,20 +35,20 @@ async fn a_subscriber_resubscribes_by_itself_after_redis_restarts() {
             .channel("news", handler)
             .run(shutdown.clone()),
     );
-    eventually(Duration::from_secs(10), "subscribed", || async {
+    until("subscribed", Duration::from_secs(10), || async {
         publisher.publish_raw("news", "hello").await.unwrap_or(0) == 1
     })
     .await;
 
     server.kill();
     server.restart().unwrap();
-    eventually(Duration::from_secs(20), "resubscribed", || async {
+    until("resubscribed", Duration::from_secs(20), || async {
         publisher.publish_raw("news", "again").await.unwrap_or(0) == 1
     })
     .await;
-    eventually(
-        Duration::from_secs(5),
+    until(
         "message received after the restart",
+        Duration::from_secs(5),
         || async { seen.lock().unwrap().contains(&"again".to_string()) },
     )
     .await;
@@ -83,7 +83,7 @@ async fn a_slow_handler_does_not_block_other_subscriptions_and_invalid_messages_
         .pattern("fast:*", fast)
         .channel("strict", strict);
     let task = tokio::spawn(subscriber.run(shutdown.clone()));
-    eventually(Duration::from_secs(10), "subscribed", || async {
+    until("subscribed", Duration::from_secs(10), || async {
         publisher.publish_raw("fast:x", "0").await.unwrap_or(0) == 1
     })
     .await;
@@ -95,9 +95,9 @@ async fn a_slow_handler_does_not_block_other_subscriptions_and_invalid_messages_
             .unwrap();
     }
     publisher.publish_raw("strict", "{not json").await.unwrap();
-    eventually(
-        Duration::from_secs(5),
+    until(
         "fast messages arrive despite the stuck handler",
+        Duration::from_secs(5),
         || async {
             seen.lock()
                 .unwrap()
@@ -108,9 +108,9 @@ async fn a_slow_handler_does_not_block_other_subscriptions_and_invalid_messages_
         },
     )
     .await;
-    eventually(
-        Duration::from_secs(5),
+    until(
         "the invalid message is counted",
+        Duration::from_secs(5),
         || async {
             bus.metrics
                 .encode()
@@ -140,7 +140,7 @@ async fn a_hybrid_event_is_both_persisted_and_published() {
             .channel("payments:live", handler)
             .run(shutdown.clone()),
     );
-    eventually(Duration::from_secs(10), "subscribed", || async {
+    until("subscribed", Duration::from_secs(10), || async {
         publisher
             .publish_raw("payments:live", "ping")
             .await
@@ -172,7 +172,7 @@ async fn a_hybrid_event_is_both_persisted_and_published() {
         stored[0].1[0],
         ("paymentId".to_string(), "pay_123".to_string())
     );
-    eventually(Duration::from_secs(5), "notification received", || async {
+    until("notification received", Duration::from_secs(5), || async {
         seen.lock().unwrap().iter().any(|p| p.contains("pay_123"))
     })
     .await;

@@ -30,7 +30,7 @@ async fn the_producers_traceparent_is_the_parent_of_the_consumers_span() {
     async { produce(&bus, "s", 1).await }
         .instrument(tracing::info_span!("produce"))
         .await;
-    eventually(Duration::from_secs(10), "handled", || async {
+    until("handled", Duration::from_secs(10), || async {
         handler.handled().len() == 1
     })
     .await;

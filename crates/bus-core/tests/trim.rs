@@ -84,9 +84,9 @@ async fn the_producer_trims_to_maxlen_once_consumers_have_acknowledged() {
     });
     let handler = FnHandler::ok();
     let (task, shutdown) = spawn(&bus, config("s", "g", "c", fast_worker()), handler.clone());
-    eventually(
-        std::time::Duration::from_secs(10),
+    until(
         "the group exists",
+        std::time::Duration::from_secs(10),
         || async { pending_count(&bus, "s", "g").await == 0 },
     )
     .await;
@@ -94,15 +94,15 @@ async fn the_producer_trims_to_maxlen_once_consumers_have_acknowledged() {
         .map(|i| [("n", i.to_string())].into_iter().collect())
         .collect();
     producer.send_fields("s", entries).await.unwrap();
-    eventually(
-        std::time::Duration::from_secs(10),
+    until(
         "all are handled",
+        std::time::Duration::from_secs(10),
         || async { handler.handled().len() == 200 },
     )
     .await;
-    eventually(
-        std::time::Duration::from_secs(10),
+    until(
         "the stream is trimmed",
+        std::time::Duration::from_secs(10),
         || async {
             producer.trim_once("s").await;
             xlen(&bus, "s").await <= 10

@@ -48,6 +48,7 @@
 //! # }
 //! ```
 
+mod poll;
 mod postgres;
 mod process;
 mod redis;
@@ -58,6 +59,7 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::poll::{eventually, poll, poll_until, until};
 pub use crate::postgres::{PostgresServer, TestDatabase};
 pub use crate::redis::RedisServer;
 

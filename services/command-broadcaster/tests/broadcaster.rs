@@ -2,13 +2,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{CommonSettings, SecretUrl};
-use bus_testkit::RedisServer;
+use bus_testkit::{RedisServer, eventually};
 use command_broadcaster::BroadcasterSettings;
 use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
@@ -17,21 +16,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Service {
     addr: String,
@@ -63,7 +47,7 @@ impl Service {
             redis,
         };
         let url = service.url("/readyz");
-        eventually("the API to be ready", || {
+        eventually("the API to be ready", WAIT, || {
             let url = url.clone();
             async move {
                 let r = reqwest::get(url).await.ok()?;
@@ -139,7 +123,7 @@ async fn a_command_is_published_in_the_seed_format_and_its_receivers_counted() {
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["receivers"], 1);
     assert_eq!(answer["channel"], "channel:service:crawler:commands");
-    let payload = eventually("the subscriber to get the command", || {
+    let payload = eventually("the subscriber to get the command", WAIT, || {
         let first = received.lock().unwrap().first().cloned();
         async move { first }
     })
@@ -262,7 +246,7 @@ async fn a_broadcast_reaches_every_service_with_a_command_subscriber_or_the_list
         )
         .await;
     assert_eq!(answer["receivers"], 1);
-    eventually("both STOPs and one PAUSE", || {
+    eventually("both STOPs and one PAUSE", WAIT, || {
         let (a, b) = (a.lock().unwrap().len(), b.lock().unwrap().len());
         async move { (a == 1 && b == 2).then_some(()) }
     })
@@ -304,7 +288,7 @@ async fn ws_read_frame(stream: &mut TcpStream) -> (u8, Vec<u8>) {
 async fn the_websocket_relays_a_published_notification_of_an_allowed_channel() {
     let service = Service::start(None).await;
     let mut conn = service.redis().await;
-    eventually("the relay to subscribe", || {
+    eventually("the relay to subscribe", WAIT, || {
         let mut conn = conn.clone();
         async move {
             let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")

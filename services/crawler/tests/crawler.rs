@@ -2,32 +2,16 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{CommonSettings, Fields, SecretUrl, StreamMessage};
-use bus_testkit::RedisServer;
+use bus_testkit::{RedisServer, eventually};
 use crawler::CrawlerSettings;
 use ingest::messages::{CrawlerEventMessage, TokenKind, TokenMessage, TransactionMessage};
 use redis::aio::MultiplexedConnection;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 struct Running {
     shutdown: CancellationToken,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bus_core::redis;
 use bus_testkit::{PostgresServer, RedisServer};
-use common::{Validator, eventually, produce, redis_cmd, scalar};
+use common::{Validator, poll_until, produce, redis_cmd, scalar};
 
 const WAIT: Duration = Duration::from_secs(60);
 const ITEMS: &str = "SELECT count(*) FROM raw_items";
@@ -26,9 +26,9 @@ async fn three_validators_share_the_stream_and_handle_every_item_once() {
         .collect();
     produce(&r, "raw_items", 0..300, 7).await;
 
-    assert!(eventually(WAIT, || async { scalar(&d, ITEMS).await == Some(300) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, ITEMS).await == Some(300) }).await);
     assert_eq!(scalar(&d, DISTINCT).await, Some(300));
-    assert!(eventually(WAIT, || async { scalar(&d, STATS).await == Some(300) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, STATS).await == Some(300) }).await);
     let errors = "SELECT count(*) FROM raw_items WHERE status = 'error'";
     assert_eq!(scalar(&d, errors).await, Some(43)); // 0, 7, …, 294
     let dlq: u64 = redis_cmd(&r, redis::cmd("XLEN").arg("raw_items:dlq")).await;
@@ -71,7 +71,7 @@ async fn a_validator_killed_mid_run_loses_nothing() {
 
     let victim_worked = "SELECT count(*) FROM raw_items WHERE consumer = 'worker_victim'";
     assert!(
-        eventually(WAIT, || async {
+        poll_until(WAIT, || async {
             scalar(&d, victim_worked).await.unwrap_or(0) > 0
         })
         .await
@@ -80,15 +80,15 @@ async fn a_validator_killed_mid_run_loses_nothing() {
     produce(&r, "raw_items", 200..400, 0).await;
     let crashed = "SELECT count(*) FROM raw_items WHERE retry_count > 0";
     assert!(
-        eventually(WAIT, || async {
+        poll_until(WAIT, || async {
             scalar(&d, crashed).await.unwrap_or(0) >= 20
         })
         .await
     );
 
-    assert!(eventually(WAIT, || async { scalar(&d, ITEMS).await == Some(400) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, ITEMS).await == Some(400) }).await);
     assert_eq!(scalar(&d, DISTINCT).await, Some(400));
-    assert!(eventually(WAIT, || async { scalar(&d, STATS).await == Some(400) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, STATS).await == Some(400) }).await);
     let dlq: u64 = redis_cmd(&r, redis::cmd("XLEN").arg("raw_items:dlq")).await;
     assert_eq!(dlq, 0);
 }
@@ -108,7 +108,7 @@ async fn processing_resumes_after_postgres_is_killed_and_restarted() {
     );
 
     produce(&r, "raw_items", 0..100, 5).await;
-    assert!(eventually(WAIT, || async { scalar(&d, ITEMS).await == Some(100) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, ITEMS).await == Some(100) }).await);
 
     postgres.kill();
     produce(&r, "raw_items", 100..200, 5).await;
@@ -123,13 +123,13 @@ async fn processing_resumes_after_postgres_is_killed_and_restarted() {
         .await;
         summary.0 > 0
     };
-    assert!(eventually(WAIT, pending).await);
+    assert!(poll_until(WAIT, pending).await);
     assert!(validator.is_running());
 
     postgres.restart().unwrap();
-    assert!(eventually(WAIT, || async { scalar(&d, ITEMS).await == Some(200) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, ITEMS).await == Some(200) }).await);
     assert_eq!(scalar(&d, DISTINCT).await, Some(200));
-    assert!(eventually(WAIT, || async { scalar(&d, STATS).await == Some(200) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&d, STATS).await == Some(200) }).await);
     let dlq: u64 = redis_cmd(&r, redis::cmd("XLEN").arg("raw_items:dlq")).await;
     assert_eq!(dlq, 0);
     assert!(validator.is_running());

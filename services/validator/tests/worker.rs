@@ -11,7 +11,7 @@ use bus_core::sqlx::{self, PgPool};
 use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{CommonSettings, SecretUrl, group_status};
 use bus_testkit::{PostgresServer, RedisServer, TestDatabase};
-use common::{eventually, produce, redis_cmd, scalar};
+use common::{poll_until, produce, redis_cmd, scalar};
 use validator::ValidatorSettings;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -87,7 +87,7 @@ async fn every_item_is_recorded_with_its_verdict_and_all_of_its_codes() {
     .await;
     let url = db.url();
     assert!(
-        eventually(WAIT, || async {
+        poll_until(WAIT, || async {
             scalar(&url, "SELECT count(*) FROM raw_items").await == Some(2)
         })
         .await
@@ -155,7 +155,7 @@ async fn data_that_is_not_json_is_dead_lettered_with_its_reason_and_marked_as_an
 
     let url = redis.url();
     assert!(
-        eventually(WAIT, || async {
+        poll_until(WAIT, || async {
             redis_cmd::<u64>(&url, redis::cmd("XLEN").arg("raw_items:dlq")).await == 2
         })
         .await
@@ -187,7 +187,7 @@ async fn data_that_is_not_json_is_dead_lettered_with_its_reason_and_marked_as_an
         "SELECT count(*) FROM raw_items WHERE status = 'error' AND error_codes = '{{901}}'
          AND entry_id IN ('{id}', '{not_object}')"
     );
-    assert!(eventually(WAIT, || async { scalar(&db_url, &marked).await == Some(2) }).await);
+    assert!(poll_until(WAIT, || async { scalar(&db_url, &marked).await == Some(2) }).await);
 }
 
 #[tokio::test]
@@ -198,7 +198,7 @@ async fn replaying_entries_already_handled_leaves_items_and_stats_unchanged() {
     produce(&redis.url(), "raw_items", 0..30, 3).await;
     let url = db.url();
     assert!(
-        eventually(WAIT, || async {
+        poll_until(WAIT, || async {
             scalar(&url, "SELECT count(*) FROM raw_items").await == Some(30)
         })
         .await
@@ -222,7 +222,7 @@ async fn replaying_entries_already_handled_leaves_items_and_stats_unchanged() {
     let client = redis::Client::open(redis.url()).unwrap();
     let mut conn = ConnectionManager::new(client).await.unwrap();
     assert!(
-        eventually(WAIT, || {
+        poll_until(WAIT, || {
             let mut conn = conn.clone();
             async move {
                 let s = group_status(&mut conn, "raw_items", "validator_workers", "raw_items:dlq")

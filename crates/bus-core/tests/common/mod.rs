@@ -2,29 +2,16 @@
 //! kit, a closure-driven handler, and polling instead of sleeping.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus_core::{
     Batch, Bus, CommonSettings, Consumer, ConsumerConfig, EntryId, Fields, Handler, HandlerError,
     Outcome, SecretUrl, WorkerSettings,
 };
+pub use bus_testkit::until;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-/// Polls `check` every 20 ms until it is true; panics with `what` after `timeout`.
-pub async fn eventually<F, Fut>(timeout: Duration, what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 pub fn common(redis_url: &str) -> CommonSettings {
     CommonSettings {

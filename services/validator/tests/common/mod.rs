@@ -2,30 +2,11 @@
 //! validator processes that die with the test.
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use bus_core::redis;
 use bus_core::sqlx::{self, Connection, PgConnection};
-
-/// Polls `check` every 100 ms until it returns true or `timeout` passes; returns the last answer.
-pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use bus_testkit::poll_until;
 
 /// A seed-format `data` object: valid unless `i` is a multiple of `invalid_every`, in which
 /// case the phone is 3 characters long (code 101).
