@@ -261,6 +261,39 @@ async fn an_entry_that_always_fails_is_dead_lettered_after_max_deliveries() {
 }
 
 #[tokio::test]
+async fn an_outage_longer_than_max_deliveries_ends_in_the_entries_applied_not_dead_lettered() {
+    let redis = RedisServer::start().unwrap();
+    let bus = bus(&redis.url()).await;
+    produce(&bus, "s", 4).await;
+    let failures = Arc::new(AtomicUsize::new(0));
+    let f = failures.clone();
+    // Four times the delivery budget of fast_worker() (3) of "database unreachable".
+    let handler = FnHandler::new(move |_| {
+        if f.fetch_add(1, Ordering::SeqCst) < 12 {
+            Err(HandlerError::unavailable(anyhow::anyhow!(
+                "connection refused"
+            )))
+        } else {
+            Ok(Outcome::done())
+        }
+    });
+    let (task, shutdown) = spawn(&bus, config("s", "g", "c1", fast_worker()), handler.clone());
+    until("all four are handled", WAIT, || async {
+        handler.handled().len() == 4 && pending_count(&bus, "s", "g").await == 0
+    })
+    .await;
+    assert_eq!(handler.calls(), 13, "twelve outage failures, then success");
+    assert!(dead_letters(&bus, "s").await.is_empty());
+    let metrics = bus.metrics.encode();
+    assert!(
+        metrics.contains(r#"bus_entries_failed_total{stream="s",group="g",kind="unavailable"} 48"#),
+        "{metrics}"
+    );
+    shutdown.cancel();
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test]
 async fn an_entry_redelivered_past_max_deliveries_is_dead_lettered_on_read() {
     let redis = RedisServer::start().unwrap();
     let bus = bus(&redis.url()).await;

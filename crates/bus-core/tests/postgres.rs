@@ -147,7 +147,7 @@ async fn redelivered_and_reclaimed_entries_land_exactly_once() {
 }
 
 #[tokio::test]
-async fn integrity_errors_are_permanent_and_connection_errors_transient() {
+async fn integrity_errors_are_permanent_and_connection_errors_an_outage() {
     let db = PostgresServer::shared().create_database().unwrap();
     let pool = setup(&db.url()).await;
     sqlx::query("CREATE TABLE uniq (k int PRIMARY KEY)")
@@ -170,6 +170,6 @@ async fn integrity_errors_are_permanent_and_connection_errors_transient() {
     let closed = sqlx::query("SELECT 1").execute(&pool).await.unwrap_err();
     assert!(matches!(
         HandlerError::from(closed),
-        HandlerError::Transient(_)
+        HandlerError::Unavailable(_)
     ));
 }

@@ -9,6 +9,8 @@
 //!
 //! * [`RedisServer`]: `start()` without persistence, `start_with_aof()` with an
 //!   fsync-always append-only file that survives `kill()` + `restart()`.
+//! * [`ServiceProcess`]: a service's real binary as a child process (log file, SIGKILL,
+//!   SIGTERM with a deadline); [`workspace_binaries`] builds and locates them.
 //! * [`PostgresServer`]: `start()` runs `initdb` and `postgres` for a new
 //!   cluster, `shared()` gives one cluster per test process, and
 //!   `create_database()` hands out uniquely named [`TestDatabase`]s that are
@@ -52,6 +54,7 @@ mod poll;
 mod postgres;
 mod process;
 mod redis;
+mod service;
 
 use std::collections::BTreeSet;
 use std::net::{Ipv4Addr, TcpListener};
@@ -62,6 +65,7 @@ use anyhow::{Context, Result, bail};
 pub use crate::poll::{eventually, poll, poll_until, until};
 pub use crate::postgres::{PostgresServer, TestDatabase};
 pub use crate::redis::RedisServer;
+pub use crate::service::{ServiceProcess, workspace_binaries};
 
 /// Ports this process has handed out, so that two servers of one test
 /// process never race for the same port.

@@ -102,6 +102,11 @@ pub enum HandlerError {
     /// batch is split until the failing entries are isolated and dead-lettered.
     #[error("permanent: {0:#}")]
     Permanent(anyhow::Error),
+    /// A dependency is down (database unreachable, an external service not answering): not
+    /// acked, retried with capped backoff for as long as the outage lasts, and never counted
+    /// toward `max_deliveries`, so an outage does not turn into dead letters.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
 }
 
 impl HandlerError {
@@ -113,34 +118,52 @@ impl HandlerError {
     pub fn permanent(e: impl Into<anyhow::Error>) -> Self {
         HandlerError::Permanent(e.into())
     }
+    /// A dependency outage.
+    pub fn unavailable(e: impl Into<anyhow::Error>) -> Self {
+        HandlerError::Unavailable(e.into())
+    }
 }
 
 /// PostgreSQL errors are classified by SQLSTATE: data exceptions (class 22) and integrity
-/// violations (class 23) are permanent; everything else (connection, pool, timeouts,
-/// serialization failures, shutdowns) is transient.
+/// violations (class 23) are permanent; a lost or refused connection (I/O, pool timeout, class
+/// 08, 53 and 57P0x shutdowns) is an outage ([`HandlerError::Unavailable`]); everything else
+/// (serialization failures, deadlocks, statement timeouts) is transient.
 impl From<sqlx::Error> for HandlerError {
     fn from(e: sqlx::Error) -> Self {
-        let permanent = match &e {
-            sqlx::Error::Database(db) => db
-                .code()
-                .is_some_and(|code| code.starts_with("22") || code.starts_with("23")),
+        match &e {
+            sqlx::Error::Database(db) => {
+                let code = db.code().unwrap_or_default();
+                if code.starts_with("22") || code.starts_with("23") {
+                    HandlerError::Permanent(e.into())
+                } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+                {
+                    HandlerError::Unavailable(e.into())
+                } else {
+                    HandlerError::Transient(e.into())
+                }
+            }
             sqlx::Error::ColumnDecode { .. }
             | sqlx::Error::Decode(_)
-            | sqlx::Error::TypeNotFound { .. } => true,
-            _ => false,
-        };
-        if permanent {
-            HandlerError::Permanent(e.into())
-        } else {
-            HandlerError::Transient(e.into())
+            | sqlx::Error::TypeNotFound { .. } => HandlerError::Permanent(e.into()),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => HandlerError::Unavailable(e.into()),
+            _ => HandlerError::Transient(e.into()),
         }
     }
 }
 
-/// Redis failures inside a handler (publishing downstream) are transient.
+/// Redis failures inside a handler (publishing downstream): a lost or refused connection is an
+/// outage, anything else transient.
 impl From<redis::RedisError> for HandlerError {
     fn from(e: redis::RedisError) -> Self {
-        HandlerError::Transient(e.into())
+        if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+            HandlerError::Unavailable(e.into())
+        } else {
+            HandlerError::Transient(e.into())
+        }
     }
 }
 
@@ -148,6 +171,7 @@ impl From<crate::BusError> for HandlerError {
     fn from(e: crate::BusError) -> Self {
         match e {
             crate::BusError::Postgres(e) => e.into(),
+            crate::BusError::Redis(e) => e.into(),
             other => HandlerError::Transient(other.into()),
         }
     }

@@ -192,6 +192,18 @@ impl<H: Handler> Shared<H> {
                         }
                         break;
                     }
+                    Err(HandlerError::Unavailable(e)) => {
+                        // An outage is not the entries' fault: retry without counting a
+                        // delivery, for as long as it lasts (or until shutdown).
+                        self.count_failure("unavailable", slice.len());
+                        tracing::warn!(size = slice.len(), error = %format!("{e:#}"), "dependency unavailable; will retry");
+                        m.retried
+                            .get_or_create(&self.labels)
+                            .inc_by(slice.len() as u64);
+                        if !backoff.wait(shutdown).await {
+                            return;
+                        }
+                    }
                     Err(HandlerError::Transient(e)) => {
                         self.count_failure("transient", slice.len());
                         let max = self.settings.max_deliveries;
