@@ -6,6 +6,7 @@ mod consumer;
 mod entry;
 mod error;
 mod health;
+mod lease;
 mod message;
 mod metrics;
 mod ops;
@@ -28,10 +29,14 @@ pub use consumer::{
 pub use entry::{EntryId, Fields, InvalidEntryId, RawEntry};
 pub use error::BusError;
 pub use health::{Check, Health, LoopFlag};
+pub use lease::{FenceError, Held, Lease, LeaseLabels, LeaseMetrics, LeaseSettings, fence};
 pub use message::{DecodeError, StreamMessage, required, required_json};
 pub use metrics::Metrics;
 pub use ops::{router as ops_router, serve as serve_ops, serve_on as serve_ops_on};
-pub use postgres::{MIGRATOR, connect as connect_postgres, connect_and_migrate, inbox};
+pub use postgres::{
+    CopyRows, MIGRATOR, connect as connect_postgres, connect_and_migrate, copy_in, inbox,
+    is_unique_violation,
+};
 pub use producer::Producer;
 pub use pubsub::{MessageHandler, Publisher, Received, Subscriber, SubscriberError};
 pub use runner::{Bus, Runner};

@@ -39,14 +39,28 @@ impl SettingsError {
 }
 
 /// Loads `T` from defaults (its `Default`), then `CONFIG_FILE` if set, then the environment.
-pub fn load<T: DeserializeOwned>() -> Result<T, SettingsError> {
-    let mut builder = config::Config::builder();
-    if let Ok(path) = std::env::var("CONFIG_FILE") {
+///
+/// The defaults are the bottom layer, field by field: setting one variable of a section
+/// (`WORKER__BLOCK_MS`) keeps the service's own defaults for the rest of that section rather
+/// than rebuilding the section from the section type's `Default`.
+pub fn load<T: DeserializeOwned + Serialize + Default>() -> Result<T, SettingsError> {
+    layered(
+        std::env::var("CONFIG_FILE").ok(),
+        config::Environment::default(),
+    )
+}
+
+/// Defaults, then the optional TOML file, then `env` (sections joined with `__`).
+fn layered<T: DeserializeOwned + Serialize + Default>(
+    file: Option<String>,
+    env: config::Environment,
+) -> Result<T, SettingsError> {
+    let mut builder =
+        config::Config::builder().add_source(config::Config::try_from(&T::default())?);
+    if let Some(path) = file {
         builder = builder.add_source(config::File::with_name(&path).required(true));
     }
-    let cfg = builder
-        .add_source(config::Environment::default().separator("__"))
-        .build()?;
+    let cfg = builder.add_source(env.separator("__")).build()?;
     Ok(cfg.try_deserialize()?)
 }
 
@@ -347,6 +361,41 @@ pub enum TrimMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug, Serialize, Deserialize)]
+    #[serde(default)]
+    struct Service {
+        name: String,
+        worker: WorkerSettings,
+    }
+
+    impl Default for Service {
+        fn default() -> Self {
+            Service {
+                name: "svc".into(),
+                worker: WorkerSettings {
+                    batch_size: 7,
+                    claim_min_idle_ms: 2_000,
+                    ..WorkerSettings::default()
+                },
+            }
+        }
+    }
+
+    #[test]
+    fn one_variable_of_a_section_keeps_the_services_defaults_for_the_rest() {
+        let vars = [("WORKER__BLOCK_MS", "200"), ("NAME", "other")]
+            .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        let env = config::Environment::default().source(Some(vars.into_iter().collect()));
+        let loaded: Service = layered(None, env).unwrap();
+        assert_eq!(loaded.name, "other");
+        assert_eq!(loaded.worker.block_ms, 200);
+        assert_eq!(
+            loaded.worker.batch_size, 7,
+            "the service's default, not the section's"
+        );
+        assert_eq!(loaded.worker.claim_min_idle_ms, 2_000);
+    }
 
     #[test]
     fn passwords_are_redacted() {

@@ -18,7 +18,11 @@ const LOG_TAIL: usize = 40;
 /// `test_binary` is any binary of that target directory, typically
 /// `env!("CARGO_BIN_EXE_<name>")` of the test's own package, or the test executable itself
 /// (`std::env::current_exe()`).
-pub fn workspace_binaries(cargo: &str, test_binary: &Path, packages: &[&str]) -> Result<Vec<PathBuf>> {
+pub fn workspace_binaries(
+    cargo: &str,
+    test_binary: &Path,
+    packages: &[&str],
+) -> Result<Vec<PathBuf>> {
     let mut cmd = Command::new(cargo);
     cmd.arg("build");
     for p in packages {

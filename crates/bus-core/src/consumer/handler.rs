@@ -135,7 +135,9 @@ impl From<sqlx::Error> for HandlerError {
                 let code = db.code().unwrap_or_default();
                 if code.starts_with("22") || code.starts_with("23") {
                     HandlerError::Permanent(e.into())
-                } else if code.starts_with("08") || code.starts_with("53") || code.starts_with("57P0")
+                } else if code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P0")
                 {
                     HandlerError::Unavailable(e.into())
                 } else {
