@@ -9,7 +9,7 @@ help: ## list the targets
 
 up: ## run the whole pipeline with docker compose (Redis, PostgreSQL, services, Prometheus, Grafana)
 	docker compose up --build -d
-	@echo "metrics: http://localhost:9090  dashboards: http://localhost:3000  commands: http://localhost:8080"
+	@echo "metrics: http://localhost:9090  dashboards: http://localhost:3001  events API: http://localhost:3000/api/docs  commands: http://localhost:8080"
 
 down: ## stop the docker compose pipeline
 	docker compose down
