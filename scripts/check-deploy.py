@@ -37,7 +37,14 @@ BIN_DIR = Path(os.environ.get("BIN_DIR", ROOT / "target" / "debug"))
 # Read by the tracing setup, not by a settings type, so `--help` lists them as extras anyway.
 ALWAYS_ALLOWED = {"OTEL_EXPORTER_OTLP_ENDPOINT", "RUST_LOG"}
 # Workers that scale with `--scale`: no fixed container name, no host ports.
-SCALABLE = {"ingest", "validator"}
+SCALABLE = {
+    "ingest",
+    "validator",
+    "normalizer",
+    "merge-processor",
+    "feature-builder",
+    "prediction-dispatcher",
+}
 
 results = {"passed": 0, "failed": 0, "skipped": 0}
 
