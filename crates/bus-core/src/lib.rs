@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod auth;
 mod backoff;
 mod connection;
 mod consumer;
@@ -30,7 +31,7 @@ pub use entry::{EntryId, Fields, InvalidEntryId, RawEntry};
 pub use error::BusError;
 pub use health::{Check, Health, LoopFlag};
 pub use lease::{FenceError, Held, Lease, LeaseLabels, LeaseMetrics, LeaseSettings, fence};
-pub use message::{DecodeError, StreamMessage, required, required_json};
+pub use message::{DecodeError, StreamMessage, json_kind, required, required_json};
 pub use metrics::Metrics;
 pub use ops::{router as ops_router, serve as serve_ops, serve_on as serve_ops_on};
 pub use postgres::{

@@ -86,6 +86,19 @@ pub fn required_json<T: DeserializeOwned>(fields: &Fields, name: &str) -> Result
     serde_json::from_str(raw).map_err(|e| DecodeError::invalid(name, json_reason(&e)))
 }
 
+/// The JSON type of a value in words (`a string`, `an object`, …), for decoding reasons.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
 fn json_reason(e: &serde_json::Error) -> String {
     match e.classify() {
         serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {

@@ -64,6 +64,35 @@ fn layered<T: DeserializeOwned + Serialize + Default>(
     Ok(cfg.try_deserialize()?)
 }
 
+/// What a README's settings documentation gets wrong about `T`: every variable `T` reads must
+/// be named in backquotes, and a table row of its own (`` | `NAME` | default | … ``) must show
+/// the default the code uses (`unset` for none). Empty when the README is true; services
+/// assert this in a test so their README cannot drift from `--help`.
+pub fn readme_problems<T: Serialize + Default>(readme: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (name, default) in env_vars::<T>() {
+        if !readme.contains(&format!("`{name}`")) {
+            problems.push(format!("{name} is not documented"));
+            continue;
+        }
+        let row = format!("| `{name}` |");
+        if let Some(line) = readme.lines().find(|l| l.starts_with(&row)) {
+            let shown = line[row.len()..].split('|').next().unwrap_or("").trim();
+            let expected = if default.is_empty() {
+                "unset"
+            } else {
+                &default
+            };
+            if shown.trim_matches('`') != expected {
+                problems.push(format!(
+                    "{name}: the README shows {shown}, the code uses {expected}"
+                ));
+            }
+        }
+    }
+    problems
+}
+
 /// The environment variables a settings type reads, derived from its serialised defaults so
 /// the list can never drift from the code. Sections become `SECTION__FIELD`.
 pub fn env_vars<T: Serialize + Default>() -> Vec<(String, String)> {

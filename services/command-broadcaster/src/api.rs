@@ -78,29 +78,19 @@ pub async fn require_token(
     request: Request,
     next: Next,
 ) -> Response {
-    if let Some(expected) = &state.api_token {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), expected.as_bytes()) {
-            state.metrics.command("unauthorized");
-            let body = json!({ "error": "missing or invalid bearer token" });
-            return (
-                StatusCode::UNAUTHORIZED,
-                [(header::WWW_AUTHENTICATE, "Bearer")],
-                Json(body),
-            )
-                .into_response();
-        }
+    if let Some(expected) = &state.api_token
+        && !bus_core::auth::bearer_matches(request.headers(), expected)
+    {
+        state.metrics.command("unauthorized");
+        let body = json!({ "error": "missing or invalid bearer token" });
+        return (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(body),
+        )
+            .into_response();
     }
     next.run(request).await
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The body as a JSON object, the command and its data (`{}` when absent).

@@ -124,7 +124,10 @@ pub fn extract(payload: &Map<String, Value>) -> Extracted {
         }
         Some(other) => found.reject(
             NESTED.to_owned(),
-            format!("`{NESTED}` must be an object, got {}", json_kind(other)),
+            format!(
+                "`{NESTED}` must be an object, got {}",
+                bus_core::json_kind(other)
+            ),
         ),
     }
     Extracted {
@@ -178,7 +181,9 @@ pub fn normalize(kind: &str, value: &Value) -> Verdict {
         Value::Null => return Verdict::Absent,
         Value::String(s) => s.trim().to_owned(),
         Value::Number(n) => n.to_string(),
-        other => return Verdict::Invalid(format!("expected text, got {}", json_kind(other))),
+        other => {
+            return Verdict::Invalid(format!("expected text, got {}", bus_core::json_kind(other)));
+        }
     };
     if text.is_empty() {
         return Verdict::Absent;
@@ -259,18 +264,6 @@ fn check_len(text: &str) -> Result<(), String> {
         ));
     }
     Ok(())
-}
-
-/// The JSON type of a value, in words, for reasons.
-fn json_kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 #[cfg(test)]

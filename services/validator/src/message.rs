@@ -30,7 +30,7 @@ impl StreamMessage for RawItem {
             other => {
                 return Err(DecodeError::invalid(
                     "data",
-                    format!("must be a JSON object, got {}", kind(&other)),
+                    format!("must be a JSON object, got {}", bus_core::json_kind(&other)),
                 ));
             }
         };
@@ -64,18 +64,6 @@ impl StreamMessage for RawItem {
             }
         }
         fields
-    }
-}
-
-/// The JSON type of a value, in words, for error messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -18,7 +18,7 @@
 use bus_core::serde_json::{Map, Value};
 use serde::Serialize;
 
-use crate::message::kind;
+use bus_core::json_kind as kind;
 
 /// Minimum phone length, in characters.
 pub const MIN_PHONE_CHARS: usize = 10;
