@@ -43,6 +43,17 @@ impl Bus {
         })
     }
 
+    /// Connects to Redis and to PostgreSQL (applying the migrations) and watches both for
+    /// readiness: the start of every service that writes the database.
+    pub async fn connect_with_postgres(
+        settings: &CommonSettings,
+    ) -> Result<(Bus, sqlx::PgPool), BusError> {
+        let bus = Bus::connect(settings).await?;
+        let pool = crate::postgres::connect_and_migrate(settings).await?;
+        bus.health.watch_postgres(&pool);
+        Ok((bus, pool))
+    }
+
     /// A worker configuration for `stream`/`group` as this replica.
     pub fn consumer_config(
         &self,
@@ -116,6 +127,16 @@ impl Runner {
             handler,
         );
         self.tasks.spawn(consumer.run(self.shutdown.clone()));
+        self
+    }
+
+    /// Keeps `producer`'s streams trimmed (its lag-aware trimmer) until shutdown.
+    pub fn trim(&mut self, producer: Producer) -> &mut Self {
+        let shutdown = self.shutdown.clone();
+        self.tasks.spawn(async move {
+            producer.run_trimmer(shutdown).await;
+            Ok(())
+        });
         self
     }
 

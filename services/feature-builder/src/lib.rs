@@ -17,7 +17,7 @@ mod settings;
 mod store;
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{Bus, CommonSettings, Runner, connect_and_migrate, serve_ops};
+use bus_core::{Bus, CommonSettings, Runner, serve_ops};
 use commerce::names;
 
 pub use handler::FeatureBuilder;
@@ -31,9 +31,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> bus_core::anyhow::Result<()> {
     settings.validate()?;
-    let bus = Bus::connect(&common).await?;
-    let pool = connect_and_migrate(&common).await?;
-    bus.health.watch_postgres(&pool);
+    let (bus, pool) = Bus::connect_with_postgres(&common).await?;
     let metrics = FeatureMetrics::register(&bus.metrics);
     let requests =
         settings
@@ -47,10 +45,7 @@ pub async fn run(
     let handler = FeatureBuilder::new(pool, requests.clone(), metrics);
     let _ops = serve_ops(&common.ops_addr, bus.ops_router(), shutdown.clone()).await?;
     let mut runner = Runner::new(shutdown.clone());
-    runner.consume(&bus, config, handler).spawn(async move {
-        requests.run_trimmer(shutdown).await;
-        Ok(())
-    });
+    runner.consume(&bus, config, handler).trim(requests);
     runner.wait().await?;
     Ok(())
 }

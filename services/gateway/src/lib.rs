@@ -73,11 +73,7 @@ pub async fn run(
 
     let mut runner = Runner::new(shutdown.clone());
     for producer in producers.all() {
-        let (producer, shutdown) = (producer.clone(), shutdown.clone());
-        runner.spawn(async move {
-            producer.run_trimmer(shutdown).await;
-            Ok(())
-        });
+        runner.trim(producer.clone());
     }
     let result = runner.wait().await;
     // The trimmers end at once when trimming is off; the listeners run until shutdown.

@@ -18,7 +18,7 @@ mod single_active;
 pub mod store;
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{Bus, CommonSettings, Lease, LeaseMetrics, Runner, connect_and_migrate, serve_ops};
+use bus_core::{Bus, CommonSettings, Lease, LeaseMetrics, Runner, serve_ops};
 use commerce::names;
 
 pub use handler::{Fence, MergeProcessor};
@@ -32,9 +32,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> bus_core::anyhow::Result<()> {
     settings.validate()?;
-    let bus = Bus::connect(&common).await?;
-    let pool = connect_and_migrate(&common).await?;
-    bus.health.watch_postgres(&pool);
+    let (bus, pool) = Bus::connect_with_postgres(&common).await?;
     let metrics = MergeMetrics::register(&bus.metrics);
     let config = bus.consumer_config(&settings.stream, &settings.group, &settings.worker);
     let lease = Lease::new(
@@ -51,12 +49,7 @@ pub async fn run(
     let _ops = serve_ops(&common.ops_addr, bus.ops_router(), shutdown.clone()).await?;
 
     let mut runner = Runner::new(shutdown.clone());
-    let trimmer = producer.clone();
-    let trim_shutdown = shutdown.clone();
-    runner.spawn(async move {
-        trimmer.run_trimmer(trim_shutdown).await;
-        Ok(())
-    });
+    runner.trim(producer.clone());
     let activation = single_active::Activation {
         bus: bus.clone(),
         pool,

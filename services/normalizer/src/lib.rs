@@ -17,7 +17,7 @@ mod settings;
 mod store;
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{Bus, BusError, CommonSettings, Producer, Runner, connect_and_migrate, serve_ops};
+use bus_core::{Bus, CommonSettings, Runner, serve_ops};
 use commerce::names;
 
 pub use handler::Normalizer;
@@ -32,9 +32,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> bus_core::anyhow::Result<()> {
     settings.validate()?;
-    let bus = Bus::connect(&common).await?;
-    let pool = connect_and_migrate(&common).await?;
-    bus.health.watch_postgres(&pool);
+    let (bus, pool) = Bus::connect_with_postgres(&common).await?;
     let metrics = NormalizerMetrics::register(&bus.metrics);
     let retention = &settings.retention;
     let normalized = retention.producer(&bus, &settings.producer, names::EVENTS_NORMALIZED);
@@ -51,16 +49,10 @@ pub async fn run(
     let mut runner = Runner::new(shutdown.clone());
     runner
         .consume(&bus, config, handler)
-        .spawn(trim(normalized, shutdown.clone()))
-        .spawn(trim(merge_requests, shutdown.clone()));
+        .trim(normalized)
+        .trim(merge_requests);
     let result = runner.wait().await;
     let _ = ops.await;
     pool.close().await;
     Ok(result?)
-}
-
-/// The lag-aware trim of the streams `producer` writes, as a runner loop.
-async fn trim(producer: Producer, shutdown: CancellationToken) -> Result<(), BusError> {
-    producer.run_trimmer(shutdown).await;
-    Ok(())
 }

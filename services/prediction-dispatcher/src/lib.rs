@@ -20,10 +20,7 @@ mod store;
 use std::time::Duration;
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{
-    Bus, CommonSettings, Producer, Runner, TrimMode, connect_and_migrate, serve_ops,
-    sleep_or_shutdown,
-};
+use bus_core::{Bus, CommonSettings, Runner, serve_ops};
 use commerce::names;
 
 pub use external::{ExternalModel, ModelError};
@@ -38,9 +35,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> bus_core::anyhow::Result<()> {
     settings.validate()?;
-    let bus = Bus::connect(&common).await?;
-    let pool = connect_and_migrate(&common).await?;
-    bus.health.watch_postgres(&pool);
+    let (bus, pool) = Bus::connect_with_postgres(&common).await?;
     let metrics = DispatcherMetrics::register(&bus.metrics);
     let model = match settings.model_url()? {
         Some(url) => {
@@ -73,28 +68,9 @@ pub async fn run(
     );
     let _ops = serve_ops(&common.ops_addr, bus.ops_router(), shutdown.clone()).await?;
     let mut runner = Runner::new(shutdown.clone());
-    runner.consume(&bus, config, handler);
-    let retention = settings.retention.predictions_completed;
-    if settings.producer.trim == TrimMode::LagAware && retention > 0 {
-        let key = bus.redis.key(names::PREDICTIONS_COMPLETED);
-        let every = Duration::from_millis(settings.producer.trim_interval_ms.max(10));
-        runner.spawn(trim_completions(completed, key, every, shutdown));
-    }
+    // The hybrid events register their stream with the producer, so its trimmer applies the
+    // retention of `predictions.completed`.
+    runner.consume(&bus, config, handler).trim(completed);
     runner.wait().await?;
-    Ok(())
-}
-
-/// Applies the retention of `predictions.completed` with the lag-aware trim. The producer's
-/// own trimmer only covers streams written with `send`, and completions are written as
-/// hybrid events, so they are trimmed here.
-async fn trim_completions(
-    producer: Producer,
-    key: String,
-    every: Duration,
-    shutdown: CancellationToken,
-) -> Result<(), bus_core::BusError> {
-    while sleep_or_shutdown(every, &shutdown).await {
-        producer.trim_once(&key).await;
-    }
     Ok(())
 }

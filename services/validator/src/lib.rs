@@ -9,7 +9,7 @@ mod settings;
 pub mod store;
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{Bus, CommonSettings, Runner, connect_and_migrate, serve_ops};
+use bus_core::{Bus, CommonSettings, Runner, serve_ops};
 
 pub use handler::{Validator, ValidatorMetrics};
 pub use message::RawItem;
@@ -23,9 +23,7 @@ pub async fn run(
 ) -> bus_core::anyhow::Result<()> {
     settings.apply_to(&mut common);
     let worker = settings.effective_worker()?;
-    let bus = Bus::connect(&common).await?;
-    let pool = connect_and_migrate(&common).await?;
-    bus.health.watch_postgres(&pool);
+    let (bus, pool) = Bus::connect_with_postgres(&common).await?;
     let metrics = ValidatorMetrics::register(&bus.metrics);
     let config = bus.consumer_config(&settings.redis_stream, &settings.consumer_group, &worker);
     let handler = Validator::new(
