@@ -140,7 +140,8 @@ impl Producer {
         }
     }
 
-    fn remember(&self, key: &str) {
+    /// Adds `key` to the streams this producer's trimmer keeps bounded.
+    pub(crate) fn remember(&self, key: &str) {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         if !streams.contains(key) {
             streams.insert(key.to_owned());

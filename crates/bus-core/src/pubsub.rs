@@ -88,6 +88,7 @@ impl Publisher {
         let payload =
             serde_json::to_string(notification).map_err(|e| BusError::Protocol(e.to_string()))?;
         let (stream_key, channel_key) = (self.redis.key(stream), self.redis.key(channel));
+        self.producer.remember(&stream_key);
         let mut fields = message.encode();
         crate::telemetry::inject(&mut fields);
         let mut pipe = redis::pipe();
