@@ -34,10 +34,7 @@ pub use lease::{FenceError, Held, Lease, LeaseLabels, LeaseMetrics, LeaseSetting
 pub use message::{DecodeError, StreamMessage, json_kind, required, required_json};
 pub use metrics::Metrics;
 pub use ops::{router as ops_router, serve as serve_ops, serve_on as serve_ops_on};
-pub use postgres::{
-    CopyRows, MIGRATOR, connect as connect_postgres, connect_and_migrate, copy_in, inbox,
-    is_unique_violation,
-};
+pub use postgres::{MIGRATOR, connect as connect_postgres, connect_and_migrate, inbox};
 pub use producer::Producer;
 pub use pubsub::{MessageHandler, Publisher, Received, Subscriber, SubscriberError};
 pub use runner::{Bus, Runner};
