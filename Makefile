@@ -33,5 +33,5 @@ lint: ## formatting and clippy, as CI runs them
 fmt: ## format the code
 	$(CARGO) fmt --all
 
-bench: ## end-to-end benchmark (see README)
-	@test -x scripts/bench.sh && ./scripts/bench.sh || echo "benchmark not available yet"
+bench: ## end-to-end benchmark, docs/benchmark.md (make bench ARGS="--quick")
+	./scripts/bench.sh $(ARGS)

@@ -4,8 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use redis::AsyncConnectionConfig;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection, PubSub};
+use redis::{AsyncConnectionConfig, IntoConnectionInfo};
 
 use crate::error::BusError;
 use crate::settings::SecretUrl;
@@ -40,12 +40,17 @@ impl Redis {
     /// Opens the shared connection and checks it with PING, so a bad URL, password or
     /// unreachable server fails start-up with a clear error instead of later.
     pub async fn connect(url: &SecretUrl, namespace: Option<&str>) -> Result<Redis, BusError> {
-        let client = redis::Client::open(url.expose()).map_err(|e| {
+        let invalid = |e: redis::RedisError| {
             BusError::Settings(crate::SettingsError::invalid(
                 "REDIS_URL",
                 format!("{} ({e})", url.redacted()),
             ))
-        })?;
+        };
+        let info = url.expose().into_connection_info().map_err(invalid)?;
+        // Nagle's algorithm would hold a small write (an XACK, the last XADD of a pipeline)
+        // while an earlier one is unacknowledged: up to the peer's delayed-ACK timer, 40 ms.
+        let nodelay = info.tcp_settings().clone().set_nodelay(true);
+        let client = redis::Client::open(info.set_tcp_settings(nodelay)).map_err(invalid)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(CONNECT_TIMEOUT))
             .set_response_timeout(Some(SHARED_RESPONSE_TIMEOUT))

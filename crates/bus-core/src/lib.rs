@@ -34,8 +34,11 @@ pub use lease::{FenceError, Held, Lease, LeaseLabels, LeaseMetrics, LeaseSetting
 pub use message::{DecodeError, StreamMessage, json_kind, required, required_json};
 pub use metrics::Metrics;
 pub use ops::{router as ops_router, serve as serve_ops, serve_on as serve_ops_on};
-pub use postgres::{MIGRATOR, connect as connect_postgres, connect_and_migrate, inbox};
-pub use producer::Producer;
+pub use postgres::{
+    CopyRows, MIGRATOR, connect as connect_postgres, connect_and_migrate, copy_in, inbox,
+    is_unique_violation,
+};
+pub use producer::{Prepared, Producer};
 pub use pubsub::{MessageHandler, Publisher, Received, Subscriber, SubscriberError};
 pub use runner::{Bus, Runner};
 pub use service::{ServiceInfo, help as service_help, service_main};

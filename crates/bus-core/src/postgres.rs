@@ -1,10 +1,12 @@
-//! PostgreSQL: the pool, the embedded migrations, and the inbox that makes redelivery harmless.
+//! PostgreSQL: the pool, the embedded migrations, the inbox that makes redelivery harmless, and
+//! rows for `COPY … FROM STDIN`.
 
 use std::collections::HashSet;
+use std::fmt::{self, Write as _};
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgConnection, PgPool};
 
 use crate::entry::EntryId;
 use crate::error::BusError;
@@ -78,5 +80,183 @@ pub mod inbox {
         .execute(pool)
         .await?;
         Ok(done.rows_affected())
+    }
+}
+
+/// Rows in the text format of `COPY … FROM STDIN`, written straight into one buffer.
+///
+/// `COPY` is PostgreSQL's cheapest way in, but it cannot skip rows that already exist: use it
+/// where a conflict is exceptional (new rows under a unique business key), and on a
+/// [`is_unique_violation`] error write the batch again with `INSERT … ON CONFLICT`.
+#[derive(Debug, Default, Clone)]
+pub struct CopyRows {
+    buf: Vec<u8>,
+    rows: usize,
+    columns: usize,
+}
+
+impl CopyRows {
+    /// No rows yet, with room for about `bytes` of text.
+    pub fn with_capacity(bytes: usize) -> Self {
+        CopyRows {
+            buf: Vec::with_capacity(bytes),
+            ..CopyRows::default()
+        }
+    }
+
+    /// Appends the next column of the current row: `None` is NULL; text is escaped.
+    pub fn text(&mut self, value: Option<&str>) -> &mut Self {
+        self.separator();
+        match value {
+            Some(text) => escape_into(&mut self.buf, text),
+            None => self.buf.extend_from_slice(b"\\N"),
+        }
+        self
+    }
+
+    /// Appends the next column as its `Display` text (numbers, timestamps), escaped.
+    pub fn display(&mut self, value: impl fmt::Display) -> &mut Self {
+        self.separator();
+        // Writing into a Vec cannot fail; a failing Display impl leaves a shorter value,
+        // which PostgreSQL then rejects with a data error naming the column.
+        let _ = write!(Escaper(&mut self.buf), "{value}");
+        self
+    }
+
+    /// Appends the next column as a `timestamptz` in UTC, microseconds (PostgreSQL's
+    /// precision), written without going through a formatter.
+    pub fn timestamp(&mut self, t: chrono::DateTime<chrono::Utc>) -> &mut Self {
+        use chrono::{Datelike, Timelike};
+        if !(1..=9999).contains(&t.year()) {
+            return self.display(t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
+        }
+        self.separator();
+        // A leap second carries nanoseconds past 1e9; PostgreSQL has no leap seconds.
+        let micros = (t.nanosecond() / 1_000).min(999_999);
+        let buf = &mut self.buf;
+        digits(buf, t.year().unsigned_abs(), 4);
+        buf.push(b'-');
+        digits(buf, t.month(), 2);
+        buf.push(b'-');
+        digits(buf, t.day(), 2);
+        buf.push(b' ');
+        digits(buf, t.hour(), 2);
+        buf.push(b':');
+        digits(buf, t.minute(), 2);
+        buf.push(b':');
+        digits(buf, t.second(), 2);
+        buf.push(b'.');
+        digits(buf, micros, 6);
+        buf.extend_from_slice(b"+00");
+        self
+    }
+
+    /// Ends the current row.
+    pub fn end_row(&mut self) {
+        self.buf.push(b'\n');
+        self.rows += 1;
+        self.columns = 0;
+    }
+
+    /// Complete rows so far.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// The text to send.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    fn separator(&mut self) {
+        if self.columns > 0 {
+            self.buf.push(b'\t');
+        }
+        self.columns += 1;
+    }
+}
+
+/// Appends `text` with the text format's four special bytes escaped, copying the runs in
+/// between whole (hex ids and numbers, most of what is written, have none).
+fn escape_into(buf: &mut Vec<u8>, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escaped: &[u8] = match b {
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.extend_from_slice(escaped);
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+}
+
+/// `value` as exactly `width` decimal digits (zero-padded; `value` must fit).
+fn digits(buf: &mut Vec<u8>, value: u32, width: u32) {
+    let mut divisor = 10u32.pow(width - 1);
+    while divisor > 0 {
+        buf.push(b'0' + (value / divisor % 10) as u8);
+        divisor /= 10;
+    }
+}
+
+struct Escaper<'a>(&'a mut Vec<u8>);
+
+impl fmt::Write for Escaper<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
+    }
+}
+
+/// Runs `statement` (`COPY table (columns…) FROM STDIN`) with `rows`; returns the rows written.
+/// On its own it is one statement, so one transaction: all rows or none.
+pub async fn copy_in(
+    conn: &mut PgConnection,
+    statement: &str,
+    rows: &CopyRows,
+) -> Result<u64, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(statement).await?;
+    copy.send(rows.as_bytes()).await?;
+    copy.finish().await
+}
+
+/// True for PostgreSQL's `unique_violation` (SQLSTATE 23505).
+pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.code().as_deref() == Some("23505"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_rows_escape_the_text_format_and_write_nulls() {
+        let mut rows = CopyRows::default();
+        rows.text(Some("a\tb")).text(None).display(42).end_row();
+        rows.text(Some("back\\slash\nline\r"))
+            .text(Some(""))
+            .display("x\ty")
+            .end_row();
+        assert_eq!(rows.rows(), 2);
+        assert_eq!(
+            std::str::from_utf8(rows.as_bytes()).unwrap(),
+            "a\\tb\t\\N\t42\nback\\\\slash\\nline\\r\t\tx\\ty\n"
+        );
+    }
+
+    #[test]
+    fn copy_timestamps_are_utc_with_microseconds() {
+        let t = chrono::DateTime::parse_from_rfc3339("2024-03-09T07:05:04.012345678+02:00")
+            .unwrap()
+            .with_timezone(&chrono::Utc);
+        let mut rows = CopyRows::default();
+        rows.timestamp(t).end_row();
+        assert_eq!(rows.as_bytes(), b"2024-03-09 05:05:04.012345+00\n");
     }
 }

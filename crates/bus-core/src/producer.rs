@@ -20,6 +20,26 @@ use crate::telemetry;
 /// Attempts per XADD round trip before the error is returned to the caller.
 const SEND_ATTEMPTS: u32 = 5;
 
+/// XADD round trips built by [`Producer::prepare`], ready to send.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    key: String,
+    round_trips: Vec<redis::Pipeline>,
+    entries: usize,
+}
+
+impl Prepared {
+    /// How many entries it appends.
+    pub fn len(&self) -> usize {
+        self.entries
+    }
+
+    /// True when it appends nothing.
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+}
+
 /// Appends messages to streams. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Producer {
@@ -66,24 +86,57 @@ impl Producer {
     pub async fn send_fields(
         &self,
         stream: &str,
-        mut entries: Vec<Fields>,
+        entries: Vec<Fields>,
     ) -> Result<Vec<EntryId>, BusError> {
+        self.send_encoded(stream, &entries).await
+    }
+
+    /// Appends raw field sets in pipelined round trips without taking them, so a caller can
+    /// retry the same entries after an error without copying them first.
+    pub async fn send_encoded(
+        &self,
+        stream: &str,
+        entries: &[Fields],
+    ) -> Result<Vec<EntryId>, BusError> {
+        self.send_prepared(&self.prepare(stream, entries)).await
+    }
+
+    /// Builds the XADD round trips of `entries` without sending them. A producer that
+    /// generates its entries can build the next round trips while the current ones are in
+    /// flight, then send them with [`send_prepared`](Self::send_prepared) (any number of
+    /// times: a failed send is retried with the same prepared commands).
+    pub fn prepare(&self, stream: &str, entries: &[Fields]) -> Prepared {
         let key = self.redis.key(stream);
-        self.remember(&key);
-        for fields in &mut entries {
-            telemetry::inject(fields);
+        // The caller's span, the parent of every entry that does not carry its own context.
+        let traceparent = telemetry::current_traceparent();
+        let round_trips = entries
+            .chunks(self.settings.pipeline.max(1))
+            .map(|chunk| {
+                let mut pipe = redis::Pipeline::with_capacity(chunk.len());
+                for fields in chunk {
+                    let trace = traceparent
+                        .as_deref()
+                        .filter(|_| fields.get(telemetry::TRACEPARENT).is_none());
+                    pipe.add_command(self.xadd_traced(&key, fields, trace));
+                }
+                pipe
+            })
+            .collect();
+        Prepared {
+            key,
+            round_trips,
+            entries: entries.len(),
         }
-        let mut ids = Vec::with_capacity(entries.len());
-        for chunk in entries.chunks(self.settings.pipeline.max(1)) {
-            let mut pipe = redis::pipe();
-            for fields in chunk {
-                pipe.add_command(self.xadd(&key, fields));
-            }
+    }
+
+    /// Sends what [`prepare`](Self::prepare) built; returns the entry IDs in order.
+    pub async fn send_prepared(&self, prepared: &Prepared) -> Result<Vec<EntryId>, BusError> {
+        self.remember(&prepared.key);
+        let mut ids = Vec::with_capacity(prepared.entries);
+        for pipe in &prepared.round_trips {
+            // Borrowed by each attempt: a retry re-sends the same commands without copying them.
             let raw: Vec<String> = self
-                .with_retry(|mut conn| {
-                    let pipe = pipe.clone();
-                    async move { pipe.query_async(&mut conn).await }
-                })
+                .with_retry(|mut conn| async move { pipe.query_async(&mut conn).await })
                 .await?;
             for id in raw {
                 ids.push(id.parse().map_err(|e: crate::entry::InvalidEntryId| {
@@ -94,21 +147,36 @@ impl Producer {
         self.metrics
             .streams
             .produced
-            .get_or_create(&StreamLabels::new(&key))
+            .get_or_create(&StreamLabels::new(&prepared.key))
             .inc_by(ids.len() as u64);
         Ok(ids)
     }
 
     /// The XADD of `fields` to `key`, with `MAXLEN ~` in `on-add` mode.
     pub(crate) fn xadd(&self, key: &str, fields: &Fields) -> redis::Cmd {
-        let mut cmd = redis::cmd("XADD");
-        cmd.arg(key);
-        if self.settings.trim == TrimMode::OnAdd && self.settings.maxlen > 0 {
+        self.xadd_traced(key, fields, None)
+    }
+
+    /// [`xadd`](Self::xadd) with a `traceparent` field appended, sized up front so building
+    /// it does not reallocate (this runs for every entry produced).
+    fn xadd_traced(&self, key: &str, fields: &Fields, traceparent: Option<&str>) -> redis::Cmd {
+        let trim = self.settings.trim == TrimMode::OnAdd && self.settings.maxlen > 0;
+        let args = 3 + if trim { 3 } else { 0 } + 2 * fields.len() + 2;
+        let bytes = key.len()
+            + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + traceparent.map_or(0, |tp| telemetry::TRACEPARENT.len() + tp.len())
+            + 32;
+        let mut cmd = redis::Cmd::with_capacity(args, bytes);
+        cmd.arg("XADD").arg(key);
+        if trim {
             cmd.arg("MAXLEN").arg("~").arg(self.settings.maxlen);
         }
         cmd.arg("*");
         for (k, v) in fields.iter() {
             cmd.arg(k).arg(v);
+        }
+        if let Some(tp) = traceparent {
+            cmd.arg(telemetry::TRACEPARENT).arg(tp);
         }
         cmd
     }

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bus_core::tokio_util::sync::CancellationToken;
-use bus_core::{BusError, Fields, sleep_or_shutdown};
+use bus_core::{BusError, Fields, Prepared, Producer, StreamMessage, sleep_or_shutdown};
+use futures_util::future::join_all;
 use ingest::messages::{CrawlerEventKind, TOKENS_STREAM, TRANSACTIONS_STREAM};
 
 use crate::control::{CrawlState, Crawler};
@@ -73,9 +74,53 @@ impl Pacer {
     }
 }
 
+/// Entries taken from the source, encoded, then built into XADD round trips per stream
+/// (sealed), not yet written.
+#[derive(Debug, Default)]
+struct Encoded {
+    streams: BTreeMap<String, Vec<Fields>>,
+    sealed: Vec<(String, Prepared)>,
+    entries: usize,
+}
+
+impl Encoded {
+    fn push(&mut self, item: Item) {
+        let (stream, fields) = match item {
+            Item::Token(m) => (TOKENS_STREAM, m.encode()),
+            Item::Transaction(m) => (TRANSACTIONS_STREAM, m.encode()),
+            Item::Raw { stream, fields } => {
+                self.streams.entry(stream).or_default().push(fields);
+                self.entries += 1;
+                return;
+            }
+        };
+        match self.streams.get_mut(stream) {
+            Some(entries) => entries.push(fields),
+            None => {
+                self.streams.insert(stream.to_owned(), vec![fields]);
+            }
+        }
+        self.entries += 1;
+    }
+
+    /// Builds the round trips of what was pushed.
+    fn seal(&mut self, producer: &Producer) {
+        for (stream, entries) in std::mem::take(&mut self.streams) {
+            let prepared = producer.prepare(&stream, &entries);
+            self.sealed.push((stream, prepared));
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+}
+
 impl Crawler {
-    /// Produces from `source` until shutdown. Failed writes are retried (the same items),
-    /// so delivery is at-least-once; ingest makes repeats harmless.
+    /// Produces from `source` until shutdown. Failed writes are retried (the same entries),
+    /// so delivery is at-least-once; ingest makes repeats harmless. While one round trip is
+    /// in flight the next batch is generated and encoded, so the crawler's work overlaps
+    /// Redis'; round trips themselves stay one at a time, so each stream keeps its order.
     pub async fn produce(
         self,
         mut source: Source,
@@ -84,7 +129,8 @@ impl Crawler {
         let limit = self.settings().count;
         let pipeline = self.settings().producer.pipeline;
         let mut pacer = Pacer::new(self.settings().rate);
-        let mut pending: Vec<Item> = Vec::new();
+        let mut current = Encoded::default();
+        let mut next = Encoded::default();
         let mut exhausted = false;
         while !shutdown.is_cancelled() {
             if self.state() != CrawlState::Running {
@@ -94,27 +140,43 @@ impl Crawler {
                 pacer.reset();
                 continue;
             }
-            if pending.is_empty() {
+            if current.is_empty() {
+                std::mem::swap(&mut current, &mut next);
+            }
+            if current.is_empty() {
                 let produced = self.produced();
                 if (limit > 0 && produced >= limit) || exhausted {
                     tracing::info!(produced, "source finished; staying up for commands");
                     self.set_state(CrawlState::Done).await;
                     continue;
                 }
-                let mut due = pacer.due(pipeline);
-                if limit > 0 {
-                    due = due.min((limit - produced) as usize);
-                }
+                let due = self.due(&mut pacer, pipeline, 0);
                 if due == 0 {
                     sleep_or_shutdown(pacer.wait(), &shutdown).await;
                     continue;
                 }
-                exhausted = self.take(&mut source, due, &mut pending).await;
+                exhausted = self.take(&mut source, due, &mut current).await;
+                if current.is_empty() {
+                    continue;
+                }
             }
-            match self.send(&mut pending, &shutdown).await {
+            // One batch ahead at most: while writes fail, nothing more is taken.
+            let ahead = if exhausted || !next.is_empty() {
+                0
+            } else {
+                self.due(&mut pacer, pipeline, current.entries)
+            };
+            let (written, ended) = tokio::join!(self.write(&mut current, &shutdown), async {
+                // Let the connection's task put the round trip on the wire before generating
+                // (a task woken by this one waits in this worker's LIFO slot until we yield).
+                tokio::task::yield_now().await;
+                self.take(&mut source, ahead, &mut next).await
+            });
+            exhausted |= ended;
+            match written {
                 Ok(()) => tokio::task::yield_now().await,
                 Err(e) => {
-                    tracing::warn!(error = %e, pending = pending.len(), "write failed; retrying");
+                    tracing::warn!(error = %e, pending = current.entries, "write failed; retrying");
                     sleep_or_shutdown(Duration::from_secs(1), &shutdown).await;
                 }
             }
@@ -122,12 +184,35 @@ impl Crawler {
         Ok(())
     }
 
-    /// Moves up to `n` items from the source into `pending`; true when the source ended.
-    async fn take(&self, source: &mut Source, n: usize, pending: &mut Vec<Item>) -> bool {
-        while pending.len() < n {
+    /// Entries due now, at most `max`, and no more than `COUNT` leaves room for besides what
+    /// was written and the `queued` entries taken already.
+    fn due(&self, pacer: &mut Pacer, max: usize, queued: usize) -> usize {
+        let limit = self.settings().count;
+        let mut due = pacer.due(max);
+        if limit > 0 {
+            let left = limit.saturating_sub(self.produced() + queued as u64);
+            due = due.min(usize::try_from(left).unwrap_or(usize::MAX));
+        }
+        due
+    }
+
+    /// Moves up to `n` items from the source into `batch`, encoded and sealed; true when the
+    /// source ended.
+    async fn take(&self, source: &mut Source, n: usize, batch: &mut Encoded) -> bool {
+        let ended = self.take_items(source, n, batch).await;
+        batch.seal(self.producer());
+        ended
+    }
+
+    async fn take_items(&self, source: &mut Source, n: usize, batch: &mut Encoded) -> bool {
+        let mut taken = 0;
+        while taken < n {
             match source.next_item() {
                 None => return true,
-                Some(Ok(item)) => pending.push(item),
+                Some(Ok(item)) => {
+                    batch.push(item);
+                    taken += 1;
+                }
                 Some(Err(skipped)) => {
                     self.metrics().replay_skipped();
                     let reason = format!("replay line {}: {}", skipped.line, skipped.reason);
@@ -141,56 +226,35 @@ impl Crawler {
         false
     }
 
-    /// Writes `pending`, one pipelined batch per stream; what was written leaves `pending`.
-    async fn send(
+    /// Writes `batch`, its round trips for all streams at once on the shared connection;
+    /// what was written leaves `batch`, what failed stays for the retry.
+    async fn write(
         &self,
-        pending: &mut Vec<Item>,
+        batch: &mut Encoded,
         shutdown: &CancellationToken,
     ) -> Result<(), BusError> {
         let producer = self.producer();
-        let tokens: Vec<_> = pending
-            .iter()
-            .filter_map(|i| match i {
-                Item::Token(m) => Some(m.clone()),
-                _ => None,
-            })
-            .collect();
-        if !tokens.is_empty() {
-            producer.wait_for_capacity(TOKENS_STREAM, shutdown).await;
-            producer.send_batch(TOKENS_STREAM, &tokens).await?;
-            pending.retain(|i| !matches!(i, Item::Token(_)));
-            self.add_produced(tokens.len() as u64);
-        }
-        let transactions: Vec<_> = pending
-            .iter()
-            .filter_map(|i| match i {
-                Item::Transaction(m) => Some(m.clone()),
-                _ => None,
-            })
-            .collect();
-        if !transactions.is_empty() {
-            producer
-                .wait_for_capacity(TRANSACTIONS_STREAM, shutdown)
-                .await;
-            producer
-                .send_batch(TRANSACTIONS_STREAM, &transactions)
-                .await?;
-            pending.retain(|i| !matches!(i, Item::Transaction(_)));
-            self.add_produced(transactions.len() as u64);
-        }
-        let mut raw: BTreeMap<String, Vec<Fields>> = BTreeMap::new();
-        for item in pending.iter() {
-            if let Item::Raw { stream, fields } = item {
-                raw.entry(stream.clone()).or_default().push(fields.clone());
+        let sends =
+            std::mem::take(&mut batch.sealed)
+                .into_iter()
+                .map(|(stream, prepared)| async move {
+                    producer.wait_for_capacity(&stream, shutdown).await;
+                    let result = producer.send_prepared(&prepared).await;
+                    (stream, prepared, result)
+                });
+        let mut first_error = None;
+        for (stream, prepared, result) in join_all(sends).await {
+            match result {
+                Ok(_) => {
+                    batch.entries -= prepared.len();
+                    self.add_produced(prepared.len() as u64);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                    batch.sealed.push((stream, prepared));
+                }
             }
         }
-        for (stream, entries) in raw {
-            let n = entries.len() as u64;
-            producer.wait_for_capacity(&stream, shutdown).await;
-            producer.send_fields(&stream, entries).await?;
-            pending.retain(|i| !matches!(i, Item::Raw { stream: s, .. } if *s == stream));
-            self.add_produced(n);
-        }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 }

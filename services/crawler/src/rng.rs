@@ -45,12 +45,20 @@ impl SplitMix64 {
 
     /// `0x` followed by `bytes` random bytes in lower-case hex (20 → address, 32 → hash).
     pub fn hex(&mut self, bytes: usize) -> String {
-        let mut out = String::with_capacity(2 + bytes * 2);
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let len = 2 + bytes * 2;
+        let mut out = String::with_capacity(len);
         out.push_str("0x");
-        while out.len() < 2 + bytes * 2 {
-            let word = format!("{:016x}", self.next_u64());
-            let take = (2 + bytes * 2 - out.len()).min(16);
-            out.push_str(&word[..take]);
+        while out.len() < len {
+            // The most significant nibbles of each 64-bit word first, as `{:016x}` prints them.
+            let word = self.next_u64();
+            let mut digits = [0u8; 16];
+            for (i, digit) in digits.iter_mut().enumerate() {
+                *digit = DIGITS[((word >> (60 - 4 * i)) & 0xf) as usize];
+            }
+            let take = (len - out.len()).min(16);
+            // Hex digits are ASCII, so this never falls back.
+            out.push_str(std::str::from_utf8(&digits[..take]).unwrap_or_default());
         }
         out
     }
@@ -72,5 +80,13 @@ mod tests {
                 .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
         );
         assert_eq!(a.hex(32).len(), 66);
+    }
+
+    #[test]
+    fn hex_digits_are_the_words_printed_most_significant_first() {
+        let mut words = SplitMix64::new(3);
+        let (w1, w2) = (words.next_u64(), words.next_u64());
+        let expected = format!("0x{w1:016x}{:08x}", w2 >> 32);
+        assert_eq!(SplitMix64::new(3).hex(12), expected);
     }
 }

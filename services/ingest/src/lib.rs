@@ -3,9 +3,9 @@
 //! Three consumer-group workers in one process (group `server-group`): `stream:tokens` →
 //! `tokens` (upsert, last writer wins, then `channel:token:created` per new token),
 //! `stream:transactions` → `transactions` (insert once per hash), `stream:crawler-events` →
-//! `crawlers` + `crawler_events`. Each batch is one transaction guarded by the inbox, so a
-//! redelivery changes nothing. [`messages`] holds the seed-000 wire formats for every
-//! service that speaks them.
+//! `crawlers` + `crawler_events`. Each batch is one transaction that a redelivery cannot
+//! change: tokens and transactions by their business keys, crawler events by the inbox.
+//! [`messages`] holds the seed-000 wire formats for every service that speaks them.
 
 pub mod handlers;
 pub mod messages;
@@ -19,7 +19,7 @@ use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{Bus, BusError, CommonSettings, ProducerSettings, Runner, connect_and_migrate};
 
 pub use metrics::IngestMetrics;
-pub use settings::IngestSettings;
+pub use settings::{IngestSettings, WriteMethod};
 
 use handlers::{CrawlerEventsHandler, TokensHandler, TransactionsHandler};
 use messages::{CRAWLER_EVENTS_STREAM, TOKENS_STREAM, TRANSACTIONS_STREAM};
@@ -52,7 +52,8 @@ pub async fn run(
         .consume(
             &bus,
             config(TRANSACTIONS_STREAM, settings.transactions_batch_size),
-            TransactionsHandler::new(pool.clone(), metrics.clone()),
+            TransactionsHandler::new(pool.clone(), metrics.clone())
+                .with_write_method(settings.write_method),
         )
         .consume(
             &bus,

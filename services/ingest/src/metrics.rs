@@ -15,11 +15,13 @@ struct OutcomeLabels {
     outcome: &'static str,
 }
 
-/// `ingest_rows_written_total{table}` and `ingest_notifications_total{outcome}`.
+/// `ingest_rows_written_total{table}`, `ingest_notifications_total{outcome}` and
+/// `ingest_copy_conflicts_total{table}`.
 #[derive(Debug, Default)]
 pub struct IngestMetrics {
     rows_written: Family<TableLabels, Counter>,
     notifications: Family<OutcomeLabels, Counter>,
+    copy_conflicts: Family<TableLabels, Counter>,
 }
 
 impl IngestMetrics {
@@ -36,6 +38,11 @@ impl IngestMetrics {
             "channel:token:created notifications, by outcome (published, failed)",
             m.notifications.clone(),
         );
+        metrics.register(
+            "ingest_copy_conflicts",
+            "COPY batches that met an already stored key and were written with INSERT … ON CONFLICT instead, by table",
+            m.copy_conflicts.clone(),
+        );
         m
     }
 
@@ -44,6 +51,13 @@ impl IngestMetrics {
         self.rows_written
             .get_or_create(&TableLabels { table })
             .inc_by(n);
+    }
+
+    /// Counts one COPY batch that met an existing key (a redelivery or a repeated entry).
+    pub fn copy_conflict(&self, table: &'static str) {
+        self.copy_conflicts
+            .get_or_create(&TableLabels { table })
+            .inc();
     }
 
     /// Counts one notification.

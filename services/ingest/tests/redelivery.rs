@@ -9,12 +9,12 @@ use bus_core::tracing::Span;
 use bus_core::{Batch, Bus, Delivery, EntryId, Fields, Handler, ProducerSettings, StreamMessage};
 use common::data::{token, token_message, transaction};
 use common::{Env, WAIT, count, entries, eventually, pending};
-use ingest::IngestMetrics;
 use ingest::handlers::{TokensHandler, TransactionsHandler};
 use ingest::messages::{
     SERVER_GROUP, TOKEN_CREATED_CHANNEL, TOKENS_STREAM, TRANSACTIONS_STREAM, TokenData, TokenKind,
     TokenMessage,
 };
+use ingest::{IngestMetrics, WriteMethod};
 
 fn delivery<M: StreamMessage>(id: EntryId, message: M) -> Delivery<M> {
     Delivery {
@@ -215,4 +215,79 @@ async fn a_replica_restarted_with_entries_pending_applies_each_of_them_once() {
     assert_eq!(&rows[..5], &committed[..], "committed rows untouched");
     let notes = listener.settled(&mut conn).await;
     assert_eq!(notes.len(), 10, "each new token notified exactly once");
+}
+
+/// hash, tx_id, from, to, value, block hash, source timestamp (UTC, µs), last entry id.
+type CopiedRow = (
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    String,
+    String,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copied_batch_delivered_again_with_new_entries_adds_only_the_new_ones() {
+    let env = Env::start();
+    let pool = env.pool().await;
+    let bus = Bus::connect(&env.common("test")).await.unwrap();
+    let transactions =
+        TransactionsHandler::new(pool.clone(), IngestMetrics::register(&bus.metrics))
+            .with_write_method(WriteMethod::Copy);
+    // 1,000 entries are about 300 KB of COPY text: large enough to be copied, not inserted.
+    let deliveries = |range: std::ops::Range<u64>| -> Vec<_> {
+        range
+            .map(|n| delivery(id(10_000 + n), transaction(n)))
+            .collect()
+    };
+    let first = deliveries(0..1_000);
+    transactions
+        .handle(batch(&first, TRANSACTIONS_STREAM))
+        .await
+        .unwrap();
+    assert_eq!(count(&pool, "transactions").await, 1_000);
+    let row: CopiedRow = bus_core::sqlx::query_as(
+        "SELECT hash, tx_id, from_address, to_address, value::text, block_hash,
+                    to_char(source_timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US'),
+                    last_entry_id
+             FROM transactions WHERE last_entry_id = '10007-0'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    let m = &first[7].message;
+    assert_eq!(
+        row,
+        (
+            m.data.hash.clone(),
+            m.data.id.clone(),
+            m.data.from.clone(),
+            m.data.to.clone(),
+            m.data.value.clone(),
+            m.data.block_hash.clone(),
+            m.timestamp.format("%Y-%m-%d %H:%M:%S%.6f").to_string(),
+            "10007-0".to_owned(),
+        )
+    );
+
+    // Half of it again (a redelivery) with 500 new entries: the COPY meets stored hashes and
+    // writes nothing, then the insert skips the stored ones.
+    let second = deliveries(500..1_500);
+    transactions
+        .handle(batch(&second, TRANSACTIONS_STREAM))
+        .await
+        .unwrap();
+    assert_eq!(count(&pool, "transactions").await, 1_500);
+    let metrics = bus.metrics.encode();
+    assert!(
+        metrics.contains("ingest_copy_conflicts_total{table=\"transactions\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ingest_rows_written_total{table=\"transactions\"} 1500"),
+        "{metrics}"
+    );
 }

@@ -306,8 +306,12 @@ impl<H: Handler> Shared<H> {
         m.acked.get_or_create(&self.labels).inc_by(all.len() as u64);
         {
             let latency = m.end_to_end_seconds.get_or_create(&self.labels);
+            // One clock read per batch, not per entry.
+            let now_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
             for id in &settled.acked {
-                latency.observe(id.age_seconds());
+                latency.observe(now_ms.saturating_sub(id.ms) as f64 / 1000.0);
             }
         }
         if !settled.dead.is_empty() {

@@ -56,19 +56,35 @@ pub(crate) fn kv_map(v: Value) -> Result<HashMap<String, Value>, BusError> {
     Ok(map)
 }
 
+/// Like [`text`], but takes the value, so valid UTF-8 becomes the `String` without a copy
+/// (this runs for every field of every entry read).
+fn into_text(v: Value) -> Result<String, BusError> {
+    match v {
+        Value::BulkString(b) => Ok(String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())),
+        Value::SimpleString(s) => Ok(s),
+        Value::VerbatimString { text, .. } => Ok(text),
+        other => text(&other),
+    }
+}
+
 fn entry(v: Value) -> Result<RawEntry, BusError> {
     let mut parts = items(v)?.into_iter();
     let id = parts.next().ok_or_else(|| protocol("entry without id"))?;
-    let id: EntryId = text(&id)?
-        .parse()
-        .map_err(|e: crate::entry::InvalidEntryId| BusError::Protocol(e.to_string()))?;
+    let id: EntryId = match &id {
+        Value::BulkString(b) => std::str::from_utf8(b)
+            .map_err(|_| protocol("entry id is not UTF-8"))?
+            .parse(),
+        other => text(other)?.parse(),
+    }
+    .map_err(|e: crate::entry::InvalidEntryId| BusError::Protocol(e.to_string()))?;
     let fields = match parts.next() {
         None | Some(Value::Nil) => None,
         Some(values) => {
             let mut fields = Fields::new();
             let mut it = items(values)?.into_iter();
             while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                fields.push(text(&k)?, text(&v)?);
+                fields.push(into_text(k)?, into_text(v)?);
             }
             Some(fields)
         }

@@ -91,7 +91,10 @@ fn fold<'a>(entries: &[&'a Delivery<CrawlerEventMessage>]) -> Vec<CrawlerRow<'a>
             row.error = Some((d.id, text, m.timestamp));
         }
     }
-    rows.into_values().collect()
+    // Key order, so concurrent batches lock shared crawler rows in the same order (no deadlock).
+    let mut rows: Vec<_> = rows.into_iter().collect();
+    rows.sort_unstable_by_key(|(id, _)| *id);
+    rows.into_iter().map(|(_, row)| row).collect()
 }
 
 impl Handler for CrawlerEventsHandler {

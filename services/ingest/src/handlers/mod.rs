@@ -1,4 +1,5 @@
-//! One handler per stream; each batch is one PostgreSQL transaction guarded by the inbox.
+//! One handler per stream; each batch is one PostgreSQL transaction that a redelivery cannot
+//! change (business keys for tokens and transactions, the inbox for crawler events).
 
 mod crawler_events;
 mod tokens;

@@ -1,11 +1,16 @@
 //! `stream:tokens` → `tokens`, then `channel:token:created` for every new token.
+//!
+//! Effectively once by business key, in one statement per batch: a row is keyed by `(chain,
+//! address)` and remembers the entry that last wrote it, and the upsert only applies an entry
+//! newer than that. A redelivered entry is never newer than itself, so it changes nothing and
+//! inserts nothing (no second notification) — without an inbox row per entry.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bus_core::chrono::{DateTime, Utc};
 use bus_core::sqlx::PgPool;
-use bus_core::{Batch, Delivery, Handler, HandlerError, Outcome, Publisher, inbox};
+use bus_core::{Batch, Delivery, Handler, HandlerError, Outcome, Publisher};
 use futures_util::future::join_all;
 
 use crate::messages::{
@@ -14,7 +19,7 @@ use crate::messages::{
 use crate::metrics::IngestMetrics;
 
 /// Upserts tokens, last writer (highest entry id) wins, so batches that commit out of order
-/// (several replicas, read-ahead) still leave the newest data.
+/// (several replicas, read-ahead) still leave the newest data and a redelivery changes nothing.
 const UPSERT: &str = "
 INSERT INTO tokens AS t
     (chain, address, token_id, name, symbol, decimals, total_supply, service_id,
@@ -84,31 +89,32 @@ impl TokensHandler {
     }
 }
 
+/// The batch as one array per column (borrowed from the messages).
 #[derive(Default)]
-struct Columns {
-    chain: Vec<String>,
-    address: Vec<String>,
-    token_id: Vec<Option<String>>,
-    name: Vec<String>,
-    symbol: Vec<String>,
+struct Columns<'a> {
+    chain: Vec<&'a str>,
+    address: Vec<&'a str>,
+    token_id: Vec<Option<&'a str>>,
+    name: Vec<&'a str>,
+    symbol: Vec<&'a str>,
     decimals: Vec<i16>,
-    total_supply: Vec<String>,
-    service_id: Vec<String>,
+    total_supply: Vec<&'a str>,
+    service_id: Vec<&'a str>,
     ts: Vec<DateTime<Utc>>,
     entry_id: Vec<String>,
 }
 
-impl Columns {
-    fn push(&mut self, d: &Delivery<TokenMessage>) {
+impl<'a> Columns<'a> {
+    fn push(&mut self, d: &'a Delivery<TokenMessage>) {
         let m = &d.message;
-        self.chain.push(m.data.chain.clone());
-        self.address.push(m.data.address.clone());
-        self.token_id.push(m.data.id.clone());
-        self.name.push(m.data.name.clone());
-        self.symbol.push(m.data.symbol.clone());
+        self.chain.push(&m.data.chain);
+        self.address.push(&m.data.address);
+        self.token_id.push(m.data.id.as_deref());
+        self.name.push(&m.data.name);
+        self.symbol.push(&m.data.symbol);
         self.decimals.push(i16::from(m.data.decimals));
-        self.total_supply.push(m.data.total_supply.clone());
-        self.service_id.push(m.service_id.clone());
+        self.total_supply.push(&m.data.total_supply);
+        self.service_id.push(&m.service_id);
         self.ts.push(m.timestamp);
         self.entry_id.push(d.id.to_string());
     }
@@ -118,12 +124,11 @@ impl Handler for TokensHandler {
     type Message = TokenMessage;
 
     async fn handle(&self, batch: Batch<'_, TokenMessage>) -> Result<Outcome, HandlerError> {
-        let mut tx = self.pool.begin().await?;
-        let fresh = inbox::claim(&mut tx, batch.stream, batch.group, &batch.ids()).await?;
         // One row per token: ON CONFLICT cannot touch a row twice in one statement, and the
-        // newest entry wins anyway.
-        let mut newest: HashMap<(&str, &str), &Delivery<TokenMessage>> = HashMap::new();
-        for d in batch.entries.iter().filter(|d| fresh.contains(&d.id)) {
+        // newest entry wins anyway. Rows go in key order, so concurrent batches (read-ahead,
+        // replicas) lock shared tokens in the same order and cannot deadlock.
+        let mut newest: BTreeMap<(&str, &str), &Delivery<TokenMessage>> = BTreeMap::new();
+        for d in batch.entries {
             let key = (
                 d.message.data.chain.as_str(),
                 d.message.data.address.as_str(),
@@ -134,7 +139,6 @@ impl Handler for TokensHandler {
             }
         }
         if newest.is_empty() {
-            tx.commit().await?;
             return Ok(Outcome::done());
         }
         let mut cols = Columns::default();
@@ -152,9 +156,8 @@ impl Handler for TokensHandler {
             .bind(&cols.service_id)
             .bind(&cols.ts)
             .bind(&cols.entry_id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&self.pool)
             .await?;
-        tx.commit().await?;
         self.metrics.rows("tokens", rows.len() as u64);
         let created = rows
             .into_iter()

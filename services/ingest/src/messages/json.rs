@@ -21,7 +21,7 @@ impl<'a> JsonObject<'a> {
             Value::Object(map) => Ok(JsonObject { path, map }),
             other => Err(DecodeError::invalid(
                 path,
-                format!("must be a JSON object, got {}", kind_of(other)),
+                format!("must be a JSON object, got {}", bus_core::json_kind(other)),
             )),
         }
     }
@@ -56,7 +56,7 @@ impl<'a> JsonObject<'a> {
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
             Some(other) => Err(DecodeError::invalid(
                 self.field(key),
-                format!("must be a string, got {}", kind_of(other)),
+                format!("must be a string, got {}", bus_core::json_kind(other)),
             )),
         }
     }
@@ -65,12 +65,12 @@ impl<'a> JsonObject<'a> {
     /// case-insensitive, and checksum casing must not create a second row); anything else is
     /// kept as sent (other chains' formats).
     pub fn hex_id(&self, key: &str) -> Result<String, DecodeError> {
-        self.string(key).map(|s| normalize_hex_id(&s))
+        self.string(key).map(normalize_hex_id)
     }
 
     /// An optional address or hash, normalised like [`hex_id`](Self::hex_id).
     pub fn opt_hex_id(&self, key: &str) -> Result<Option<String>, DecodeError> {
-        Ok(self.opt_string(key)?.map(|s| normalize_hex_id(&s)))
+        Ok(self.opt_string(key)?.map(normalize_hex_id))
     }
 
     /// A required unsigned integer of any size (a string of digits, or a JSON integer), as
@@ -92,7 +92,10 @@ impl<'a> JsonObject<'a> {
             Some(other) => {
                 return Err(DecodeError::invalid(
                     field,
-                    format!("must be a string of digits, got {}", kind_of(other)),
+                    format!(
+                        "must be a string of digits, got {}",
+                        bus_core::json_kind(other)
+                    ),
                 ));
             }
         };
@@ -119,16 +122,102 @@ impl<'a> JsonObject<'a> {
     }
 }
 
-/// Lower-cases `0x`-prefixed hex; leaves other text unchanged.
-pub fn normalize_hex_id(s: &str) -> String {
-    let s = s.trim();
-    let is_hex = s.len() > 2
-        && (s.starts_with("0x") || s.starts_with("0X"))
-        && s[2..].chars().all(|c| c.is_ascii_hexdigit());
+/// Trims, and lower-cases `0x`-prefixed hex; leaves other text unchanged. In place when
+/// nothing needs trimming (the usual case: every address and hash of every entry comes here).
+pub fn normalize_hex_id(mut s: String) -> String {
+    let trimmed = s.trim();
+    if trimmed.len() != s.len() {
+        s = trimmed.to_owned();
+    }
+    let b = s.as_bytes();
+    let is_hex = b.len() > 2
+        && b[0] == b'0'
+        && (b[1] == b'x' || b[1] == b'X')
+        && b[2..].iter().all(u8::is_ascii_hexdigit);
     if is_hex {
-        s.to_ascii_lowercase()
+        s.make_ascii_lowercase();
+    }
+    s
+}
+
+/// Writes a JSON object key by key, printing exactly what serde_json prints for the same
+/// document, without building the document first (the producer writes one per entry).
+#[derive(Debug)]
+pub(crate) struct ObjectWriter {
+    out: String,
+    empty: bool,
+}
+
+impl ObjectWriter {
+    /// `{`, with room for about `capacity` bytes.
+    pub(crate) fn with_capacity(capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        out.push('{');
+        ObjectWriter { out, empty: true }
+    }
+
+    fn key(&mut self, key: &str) {
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        // Keys are this module's own ASCII names: nothing to escape.
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+    }
+
+    /// `"key":"value"`.
+    pub(crate) fn string(&mut self, key: &str, value: &str) -> &mut Self {
+        self.key(key);
+        push_json_string(&mut self.out, value);
+        self
+    }
+
+    /// `"key":"value"`, or `"key":null`.
+    pub(crate) fn nullable(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        match value {
+            Some(value) => self.string(key, value),
+            None => {
+                self.key(key);
+                self.out.push_str("null");
+                self
+            }
+        }
+    }
+
+    /// `"key":"value"`, or nothing.
+    pub(crate) fn optional(&mut self, key: &str, value: Option<&str>) -> &mut Self {
+        if let Some(value) = value {
+            self.string(key, value);
+        }
+        self
+    }
+
+    /// `"key":n`.
+    pub(crate) fn number(&mut self, key: &str, value: u64) -> &mut Self {
+        self.key(key);
+        self.out.push_str(&value.to_string());
+        self
+    }
+
+    /// `}`: the document.
+    pub(crate) fn finish(mut self) -> String {
+        self.out.push('}');
+        self.out
+    }
+}
+
+/// A JSON string literal; text without quotes, backslashes or control characters (hex ids,
+/// digits, names) is copied as it is, anything else goes through serde_json's escaping.
+fn push_json_string(out: &mut String, value: &str) {
+    if value.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
     } else {
-        s.to_owned()
+        // Serialising a string cannot fail.
+        out.push_str(&serde_json::to_string(value).unwrap_or_default());
     }
 }
 
@@ -148,15 +237,4 @@ pub fn canonical_decimal(text: &str) -> Result<String, String> {
         ));
     }
     Ok(canonical.to_owned())
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }

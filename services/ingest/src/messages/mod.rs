@@ -65,6 +65,23 @@ pub trait Payload: Debug + Clone + Send + Sync + 'static {
     fn from_json(data: &JsonObject<'_>) -> Result<Self, DecodeError>;
     /// The payload as the seed's JSON document (camelCase keys).
     fn to_json(&self) -> serde_json::Value;
+    /// [`to_json`](Self::to_json) as text. Payloads written at volume override it to
+    /// serialise without building the document first.
+    fn json_text(&self) -> String {
+        self.to_json().to_string()
+    }
+    /// Reads the `data` field of an entry. Payloads read at volume override it with a
+    /// direct parse of the common shape that falls back to this for anything else, so
+    /// results and error messages stay those of [`from_json`](Self::from_json).
+    fn decode_data(fields: &Fields) -> Result<Self, DecodeError> {
+        decode_data_document(fields)
+    }
+}
+
+/// The `data` field parsed as a JSON document, then read by [`Payload::from_json`].
+pub fn decode_data_document<P: Payload>(fields: &Fields) -> Result<P, DecodeError> {
+    let value: serde_json::Value = required_json(fields, "data")?;
+    P::from_json(&JsonObject::root("data", &value)?)
 }
 
 /// One stream entry in the seed's shape.
@@ -112,8 +129,7 @@ impl<P: Payload> StreamMessage for Envelope<P> {
             )
         })?;
         let timestamp = parse_timestamp(required(fields, "timestamp")?)?;
-        let value: serde_json::Value = required_json(fields, "data")?;
-        let data = P::from_json(&JsonObject::root("data", &value)?)?;
+        let data = P::decode_data(fields)?;
         let extra = fields
             .iter()
             .filter(|(k, _)| !ENVELOPE_FIELDS.contains(k))
@@ -131,7 +147,7 @@ impl<P: Payload> StreamMessage for Envelope<P> {
         let mut fields: Fields = [
             ("serviceId", self.service_id.clone()),
             ("type", self.kind.as_str().to_owned()),
-            ("data", self.data.to_json().to_string()),
+            ("data", self.data.json_text()),
             ("timestamp", iso_timestamp(self.timestamp)),
         ]
         .into_iter()

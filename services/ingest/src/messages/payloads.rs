@@ -1,9 +1,11 @@
 //! The `data` documents and `type` values of the three seed-000 streams.
 
-use bus_core::DecodeError;
+use bus_core::{DecodeError, Fields};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{JsonObject, Kind, Payload};
+use super::json::{ObjectWriter, canonical_decimal, normalize_hex_id};
+use super::{JsonObject, Kind, Payload, decode_data_document};
 
 /// `type` on `stream:tokens`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,6 +116,44 @@ impl Payload for TokenData {
         with_id(&mut doc, self.id.as_deref());
         doc
     }
+
+    fn decode_data(fields: &Fields) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Doc<'a> {
+            id: Option<&'a str>,
+            address: &'a str,
+            name: &'a str,
+            symbol: &'a str,
+            decimals: u8,
+            #[serde(rename = "totalSupply")]
+            total_supply: &'a str,
+            chain: &'a str,
+        }
+        decode_common_shape(fields, |doc: Doc| {
+            Some(TokenData {
+                id: optional(doc.id)?,
+                address: normalize_hex_id(filled(doc.address)?),
+                name: filled(doc.name)?,
+                symbol: filled(doc.symbol)?,
+                decimals: doc.decimals,
+                total_supply: canonical_decimal(doc.total_supply.trim()).ok()?,
+                chain: filled(doc.chain)?,
+            })
+        })
+    }
+
+    fn json_text(&self) -> String {
+        // The keys in to_json's order (serde_json sorts them), so the text is the same.
+        let mut doc = ObjectWriter::with_capacity(192);
+        doc.string("address", &self.address)
+            .string("chain", &self.chain)
+            .number("decimals", u64::from(self.decimals))
+            .optional("id", self.id.as_deref())
+            .string("name", &self.name)
+            .string("symbol", &self.symbol)
+            .string("totalSupply", &self.total_supply);
+        doc.finish()
+    }
 }
 
 /// `data` of `stream:transactions`.
@@ -158,6 +198,41 @@ impl Payload for TransactionData {
         with_id(&mut doc, self.id.as_deref());
         doc
     }
+
+    fn decode_data(fields: &Fields) -> Result<Self, DecodeError> {
+        #[derive(Deserialize)]
+        struct Doc<'a> {
+            id: Option<&'a str>,
+            hash: &'a str,
+            from: &'a str,
+            to: Option<&'a str>,
+            value: &'a str,
+            #[serde(rename = "blockHash")]
+            block_hash: Option<&'a str>,
+        }
+        decode_common_shape(fields, |doc: Doc| {
+            Some(TransactionData {
+                id: optional(doc.id)?,
+                hash: normalize_hex_id(filled(doc.hash)?),
+                from: normalize_hex_id(filled(doc.from)?),
+                to: optional(doc.to)?.map(normalize_hex_id),
+                value: canonical_decimal(doc.value.trim()).ok()?,
+                block_hash: optional(doc.block_hash)?.map(normalize_hex_id),
+            })
+        })
+    }
+
+    fn json_text(&self) -> String {
+        // The keys in to_json's order (serde_json sorts them), so the text is the same.
+        let mut doc = ObjectWriter::with_capacity(256);
+        doc.nullable("blockHash", self.block_hash.as_deref())
+            .string("from", &self.from)
+            .string("hash", &self.hash)
+            .optional("id", self.id.as_deref())
+            .nullable("to", self.to.as_deref())
+            .string("value", &self.value);
+        doc.finish()
+    }
 }
 
 /// `data` of `stream:crawler-events`.
@@ -199,6 +274,37 @@ impl Payload for CrawlerEventData {
             doc.insert("error".into(), json!(error));
         }
         Value::Object(doc)
+    }
+}
+
+// The fast decoders accept only what the document reader accepts with the same result: a
+// `None` (a blank string, a number where text is expected, an escaped string that cannot be
+// borrowed, …) sends the entry down the document path, which decides and names the field.
+
+/// Deserialises `data` straight into `Doc` (borrowing its strings) and builds the payload
+/// from it; anything `build` or serde turns down is read by [`decode_data_document`].
+fn decode_common_shape<'a, Doc: Deserialize<'a>, P: Payload>(
+    fields: &'a Fields,
+    build: impl FnOnce(Doc) -> Option<P>,
+) -> Result<P, DecodeError> {
+    let direct = fields
+        .get("data")
+        .and_then(|text| serde_json::from_str(text).ok())
+        .and_then(build);
+    direct.map_or_else(|| decode_data_document(fields), Ok)
+}
+
+/// A required string as `JsonObject::string` takes it: not blank.
+fn filled(text: &str) -> Option<String> {
+    (!text.trim().is_empty()).then(|| text.to_owned())
+}
+
+/// An optional string as `JsonObject::opt_string` takes it: `None` when blank (so the slow
+/// path reports it), `Some(None)` when absent or null.
+fn optional(text: Option<&str>) -> Option<Option<String>> {
+    match text {
+        None => Some(None),
+        Some(text) => filled(text).map(Some),
     }
 }
 

@@ -113,3 +113,86 @@ fn commands_parse_with_or_without_data() {
         "channel:service:crawler:commands"
     );
 }
+
+#[test]
+fn payload_json_text_is_the_text_of_the_json_document() {
+    let token = TokenData {
+        id: Some("token-1".into()),
+        address: "0xab".into(),
+        name: "Quote \" and \\ back".into(),
+        symbol: "Q".into(),
+        decimals: 18,
+        total_supply: "1000".into(),
+        chain: "ethereum".into(),
+    };
+    let without_id = TokenData {
+        id: None,
+        ..token.clone()
+    };
+    let controls = TokenData {
+        name: "line\nbreak\u{1} é / ok".into(),
+        ..token.clone()
+    };
+    for t in [token, without_id, controls] {
+        assert_eq!(t.json_text(), t.to_json().to_string());
+    }
+    let tx = TransactionData {
+        id: None,
+        hash: "0x01".into(),
+        from: "0x02".into(),
+        to: None,
+        value: "5".into(),
+        block_hash: None,
+    };
+    let full = TransactionData {
+        id: Some("tx-1".into()),
+        to: Some("0x03".into()),
+        block_hash: Some("0x04".into()),
+        ..tx.clone()
+    };
+    for t in [tx, full] {
+        assert_eq!(t.json_text(), t.to_json().to_string());
+    }
+}
+
+#[test]
+fn the_direct_data_parse_agrees_with_the_document_reader() {
+    fn agree<P: Payload + PartialEq>(documents: &[String]) {
+        for json in documents {
+            let fields: Fields = [("data", json.as_str())].into_iter().collect();
+            let document = decode_data_document::<P>(&fields);
+            assert_eq!(P::decode_data(&fields), document, "{json}");
+        }
+    }
+    let tokens = [
+        BTC.to_owned(),
+        BTC.replace("\"decimals\":18", "\"decimals\":\"18\""),
+        BTC.replace("\"decimals\":18", "\"decimals\":18.0"),
+        BTC.replace("\"totalSupply\":\"21000000\"", "\"totalSupply\":21000000"),
+        BTC.replace("\"totalSupply\":\"21000000\"", "\"totalSupply\":\" 0021 \""),
+        BTC.replace("\"name\":\"Bitcoin\"", "\"name\":\"  \""),
+        BTC.replace("\"name\":\"Bitcoin\"", "\"name\":null"),
+        BTC.replace("\"id\":\"token-123\"", "\"id\":null"),
+        BTC.replace("\"id\":\"token-123\"", "\"id\":7"),
+        BTC.replace("\"symbol\":\"BTC\"", "\"symbol\":\"B\\tT\\u0043\""),
+        BTC.replace("\"chain\":\"ethereum\"", "\"chain\":\"a\",\"chain\":\"b\""),
+        "[1]".to_owned(),
+        "{not json".to_owned(),
+    ];
+    agree::<TokenData>(&tokens);
+    let tx =
+        r#"{"id":"tx-1","hash":"0xAB","from":"0xCD","to":null,"value":"10","blockHash":" 0xEF "}"#;
+    let transactions = [
+        tx.to_owned(),
+        tx.replace("\"to\":null,", ""),
+        tx.replace("\"to\":null", "\"to\":\"\""),
+        tx.replace("\"value\":\"10\"", "\"value\":10"),
+        tx.replace("\"value\":\"10\"", "\"value\":\"-1\""),
+        tx.replace("\"hash\":\"0xAB\",", ""),
+    ];
+    agree::<TransactionData>(&transactions);
+    assert_eq!(
+        TokenData::decode_data(&Fields::new()),
+        Err(DecodeError::missing("data"))
+    );
+}
