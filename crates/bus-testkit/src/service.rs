@@ -105,13 +105,21 @@ impl ServiceProcess {
         if !sent.success() {
             bail!("kill -TERM {} failed", self.name);
         }
+        self.exited(timeout)
+            .await
+            .with_context(|| format!("after SIGTERM to {}", self.name))
+    }
+
+    /// Waits up to `timeout` for it to exit by itself (a refused start-up, say) and returns
+    /// how it exited; [`log`](Self::log) then holds everything it printed.
+    pub async fn exited(&mut self, timeout: Duration) -> Result<ExitStatus> {
         let child = &mut self.child;
         let status = crate::poll(timeout, || {
             let status = child.try_wait().ok().flatten();
             async move { status }
         })
         .await;
-        status.with_context(|| format!("{} did not exit within {timeout:?} of SIGTERM", self.name))
+        status.with_context(|| format!("{} did not exit within {timeout:?}", self.name))
     }
 }
 

@@ -4,48 +4,35 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use bus_core::serde_json::json;
-use bus_testkit::eventually;
+use bus_testkit::ServiceProcess;
 use commerce::names;
 use common::{Env, event};
 
-/// The binary, SIGKILLed when dropped unless it already exited.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(env: &Env) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_feature-builder"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", env.redis.url())
-        .env("DATABASE_URL", env.db.url())
-        .env("OPS_ADDR", "127.0.0.1:0")
-        .env("CONSUMER_NAME", "feature-builder-proc")
-        .env("WORKER__BLOCK_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-    cmd
+/// The real binary with `extra` on top of the test environment; its output goes to a log
+/// file in `logs`, printed if the test fails.
+fn spawn(env: &Env, logs: &Path, extra: &[(&str, String)]) -> ServiceProcess {
+    let mut vars = vec![
+        ("REDIS_URL", env.redis.url()),
+        ("DATABASE_URL", env.db.url().to_owned()),
+        ("OPS_ADDR", "127.0.0.1:0".to_owned()),
+        ("CONSUMER_NAME", "feature-builder-proc".to_owned()),
+        ("WORKER__BLOCK_MS", "200".to_owned()),
+    ];
+    vars.extend_from_slice(extra);
+    let binary = Path::new(env!("CARGO_BIN_EXE_feature-builder"));
+    ServiceProcess::spawn("feature-builder", binary, &vars, logs).unwrap()
 }
 
 #[tokio::test]
 async fn the_binary_counts_a_purchase_requests_its_prediction_and_exits_0_on_sigterm() {
     let env = Env::start().await;
     let profile = env.profile("shop", "2024-11-01T00:00:00Z", None).await;
-    let mut process = Process(binary(&env).spawn().unwrap());
+    let logs = tempfile::tempdir().unwrap();
+    let process = spawn(&env, logs.path(), &[]);
     env.send(&[event(
         "shop",
         Some(profile),
@@ -63,36 +50,17 @@ async fn the_binary_counts_a_purchase_requests_its_prediction_and_exits_0_on_sig
     );
     assert_eq!(env.entries(names::PREDICTION_REQUESTS).await.len(), 1);
 
-    let pid = process.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = eventually("the process to exit", Duration::from_secs(15), || {
-        let exited = process.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    let status = process.terminate(Duration::from_secs(15)).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test]
 async fn an_unusable_setting_stops_start_up_naming_the_variable() {
     let env = Env::start().await;
-    let output = binary(&env)
-        .env("WORKER__BATCH_SIZE", "0")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let logs = tempfile::tempdir().unwrap();
+    let mut process = spawn(&env, logs.path(), &[("WORKER__BATCH_SIZE", "0".to_owned())]);
+    let status = process.exited(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(status.code(), Some(1));
+    let printed = process.log();
     assert!(printed.contains("WORKER__BATCH_SIZE"), "{printed}");
 }

@@ -11,12 +11,12 @@
 mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use bus_core::{Fields, StreamMessage};
+use bus_testkit::{ServiceProcess, workspace_binaries};
 use common::{Env, WAIT, count, entries, eventually, pending};
 use ingest::messages::{
     CRAWLER_EVENTS_STREAM, TOKEN_CREATED_CHANNEL, TOKENS_STREAM, TRANSACTIONS_STREAM, TokenMessage,
@@ -27,82 +27,16 @@ use redis::aio::MultiplexedConnection;
 /// Total tokens + transactions the crawler produces.
 const COUNT: u64 = 2_000;
 
-/// A child process killed (SIGKILL) when dropped; prints its log if the test is failing.
-struct Proc {
-    name: String,
-    child: Child,
-    log: PathBuf,
+/// Starts a service binary; its log is printed if the test fails.
+fn spawn(name: &str, binary: &Path, env: &[(&str, String)], logs: &Path) -> ServiceProcess {
+    ServiceProcess::spawn(name, binary, env, logs).unwrap()
 }
 
-impl Proc {
-    fn spawn(name: &str, binary: &Path, env: &[(&str, String)], logs: &Path) -> Proc {
-        let log = logs.join(format!("{name}.log"));
-        let out = File::create(&log).unwrap();
-        let child = Command::new(binary)
-            .env_clear()
-            .env("RUST_LOG", "info")
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
-        Proc {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    fn sigkill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    /// SIGTERM, then waits for a clean exit.
-    async fn terminate(mut self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success(), "kill -TERM {}", self.name);
-        let status = eventually(&format!("{} to exit", self.name), WAIT, || {
-            let status = self.child.try_wait().unwrap();
-            async move { status }
-        })
-        .await;
-        assert!(status.success(), "{} exited with {status}", self.name);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
-            let tail: Vec<&str> = log.lines().rev().take(40).collect();
-            eprintln!("--- {} (last lines) ---", self.name);
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
-    }
-}
-
-/// The crawler and command-broadcaster binaries, built next to this test's `ingest`.
-fn sibling_binaries() -> (PathBuf, PathBuf, PathBuf) {
-    let ingest = PathBuf::from(env!("CARGO_BIN_EXE_ingest"));
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "-p", "crawler", "-p", "command-broadcaster"])
-        .status()
-        .expect("cargo build");
-    assert!(
-        status.success(),
-        "cargo build -p crawler -p command-broadcaster failed"
-    );
-    let dir = ingest.parent().unwrap().to_path_buf();
-    (ingest, dir.join("crawler"), dir.join("command-broadcaster"))
+/// SIGTERM, then a clean exit.
+async fn stop(process: ServiceProcess) {
+    let name = process.name().to_owned();
+    let status = process.terminate(WAIT).await.unwrap();
+    assert!(status.success(), "{name} exited with {status}");
 }
 
 async fn produced(conn: &MultiplexedConnection) -> u64 {
@@ -181,7 +115,14 @@ fn field_map(entries: Vec<(String, Vec<(String, String)>)>) -> Vec<(String, Fiel
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start() {
-    let (ingest_bin, crawler_bin, broadcaster_bin) = sibling_binaries();
+    let ingest_bin = PathBuf::from(env!("CARGO_BIN_EXE_ingest"));
+    let built = workspace_binaries(
+        env!("CARGO"),
+        &ingest_bin,
+        &["crawler", "command-broadcaster"],
+    )
+    .unwrap();
+    let (crawler_bin, broadcaster_bin) = (&built[0], &built[1]);
     let env = Env::start();
     let logs = tempfile::tempdir().unwrap();
     let conn = env.redis().await;
@@ -207,28 +148,28 @@ async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start
             ("WORKER__BLOCK_MS", "200".into()),
         ])
     };
-    let mut ingest_a = Proc::spawn(
+    let mut ingest_a = spawn(
         "ingest-a",
         &ingest_bin,
         &ingest_env("ingest-a"),
         logs.path(),
     );
-    let ingest_b = Proc::spawn(
+    let ingest_b = spawn(
         "ingest-b",
         &ingest_bin,
         &ingest_env("ingest-b"),
         logs.path(),
     );
     let api = format!("127.0.0.1:{}", bus_testkit::free_port());
-    let broadcaster = Proc::spawn(
+    let broadcaster = spawn(
         "command-broadcaster",
-        &broadcaster_bin,
+        broadcaster_bin,
         &with(&[("HTTP_ADDR", api.clone())]),
         logs.path(),
     );
-    let crawler = Proc::spawn(
+    let crawler = spawn(
         "crawler",
-        &crawler_bin,
+        crawler_bin,
         &with(&[
             ("RATE", "400".into()),
             ("COUNT", COUNT.to_string()),
@@ -258,7 +199,7 @@ async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start
     assert!(paused_at < COUNT, "paused before the end ({paused_at})");
 
     // The killed replica comes back (its pending entries are re-read or were reclaimed).
-    let ingest_a = Proc::spawn(
+    let ingest_a = spawn(
         "ingest-a-restarted",
         &ingest_bin,
         &ingest_env("ingest-a"),
@@ -363,7 +304,7 @@ async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start
     );
 
     // A clean crawler shutdown is reported as CRAWLER_OFFLINE and lands in `crawlers`.
-    crawler.terminate().await;
+    stop(crawler).await;
     eventually("the crawler to be recorded offline", WAIT, || {
         let pool = pool.clone();
         async move {
@@ -378,6 +319,6 @@ async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start
     })
     .await;
     for process in [ingest_a, ingest_b, broadcaster] {
-        process.terminate().await;
+        stop(process).await;
     }
 }

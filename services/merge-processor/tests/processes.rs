@@ -5,76 +5,35 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bus_core::redis;
-use bus_testkit::{eventually, free_port};
+use bus_testkit::{ServiceProcess, eventually, free_port};
 use common::*;
 
-/// Where a process logs: inherited with `TEST_LOG` set, else nowhere.
-fn log() -> Stdio {
-    if std::env::var_os("TEST_LOG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    }
-}
-
-/// A merge-processor process, SIGKILLed when dropped.
+/// A merge-processor process (SIGKILLed when dropped) and its ops port.
 struct Process {
-    child: Child,
+    process: ServiceProcess,
     port: u16,
 }
 
 impl Process {
-    fn start(env: &Env, name: &str) -> Process {
+    fn start(env: &Env, logs: &Path, name: &str) -> Process {
         let port = free_port();
-        let child = Command::new(env!("CARGO_BIN_EXE_merge-processor"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", env.redis_server.url())
-            .env("DATABASE_URL", env.db.url())
-            .env("DATABASE_MAX_CONNECTIONS", "4")
-            .env("CONSUMER_NAME", name)
-            .env("OPS_ADDR", format!("127.0.0.1:{port}"))
-            .env("LEASE__TTL_MS", "2000")
-            .env("WORKER__BLOCK_MS", "200")
-            .env(
-                "RUST_LOG",
-                std::env::var("TEST_RUST_LOG").unwrap_or("info".into()),
-            )
-            .stdin(Stdio::null())
-            .stdout(log())
-            .stderr(log())
-            .spawn()
+        let vars = [
+            ("REDIS_URL", env.redis_server.url()),
+            ("DATABASE_URL", env.db.url().to_owned()),
+            ("DATABASE_MAX_CONNECTIONS", "4".to_owned()),
+            ("CONSUMER_NAME", name.to_owned()),
+            ("OPS_ADDR", format!("127.0.0.1:{port}")),
+            ("LEASE__TTL_MS", "2000".to_owned()),
+            ("WORKER__BLOCK_MS", "200".to_owned()),
+        ];
+        let binary = Path::new(env!("CARGO_BIN_EXE_merge-processor"));
+        let process = ServiceProcess::spawn(name, binary, &vars, logs)
             .expect("start the merge-processor binary");
-        Process { child, port }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status.
-    async fn terminate(mut self) -> std::process::ExitStatus {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        eventually("the process to exit", WAIT, || {
-            let status = self.child.try_wait().unwrap();
-            async move { status }
-        })
-        .await
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
+        Process { process, port }
     }
 }
 
@@ -82,12 +41,13 @@ impl Drop for Process {
 async fn the_standby_takes_over_within_seconds_when_the_active_process_is_killed() {
     let env = Env::start().await;
     let pool = &env.pool;
-    let mut first = Process::start(&env, "mp-a");
+    let logs = tempfile::tempdir().unwrap();
+    let mut first = Process::start(&env, logs.path(), "mp-a");
     until("mp-a to become active", WAIT, || async {
         metric(first.port, "merge_processor_active").await == Some(1.0)
     })
     .await;
-    let second = Process::start(&env, "mp-b");
+    let second = Process::start(&env, logs.path(), "mp-b");
     until("mp-b to stand by, ready", WAIT, || async {
         readyz(second.port).await == 200
             && metric(second.port, "merge_processor_active").await == Some(0.0)
@@ -104,7 +64,7 @@ async fn the_standby_takes_over_within_seconds_when_the_active_process_is_killed
         Some("mp-a")
     );
 
-    first.kill();
+    first.process.sigkill();
     let killed = Instant::now();
     // As if mp-a had read this request just before it died: pending with mp-a, never acked.
     let (c, d) = (
@@ -159,7 +119,7 @@ async fn the_standby_takes_over_within_seconds_when_the_active_process_is_killed
     );
     assert_eq!(readyz(second.port).await, 200);
 
-    let status = second.terminate().await;
+    let status = second.process.terminate(WAIT).await.unwrap();
     assert!(status.success(), "exited with {status}");
     assert_eq!(
         lease_holder(&env.redis).await,

@@ -4,51 +4,33 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
 use bus_core::serde_json::json;
-use bus_testkit::{PostgresServer, RedisServer, eventually};
+use bus_testkit::{PostgresServer, RedisServer, ServiceProcess};
 use common::*;
-
-/// The binary, SIGKILLed when dropped unless it already exited.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn the_binary_reads_its_stream_and_group_from_the_environment_and_exits_0_on_sigterm() {
     let redis = RedisServer::start().unwrap();
     let db = PostgresServer::shared().create_database().unwrap();
-    let mut process = Process(
-        Command::new(env!("CARGO_BIN_EXE_normalizer"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", redis.url())
-            .env("DATABASE_URL", db.url())
-            .env(
-                "OPS_ADDR",
-                format!("127.0.0.1:{}", bus_testkit::free_port()),
-            )
-            .env("CONSUMER_NAME", "proc-1")
-            .env("STREAM", "custom.raw")
-            .env("GROUP", "custom-normalizers")
-            .env("WORKER__BLOCK_MS", "200")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            })
-            .spawn()
-            .unwrap(),
-    );
+    let logs = tempfile::tempdir().unwrap();
+    let process = ServiceProcess::spawn(
+        "normalizer",
+        Path::new(env!("CARGO_BIN_EXE_normalizer")),
+        &[
+            ("REDIS_URL", redis.url()),
+            ("DATABASE_URL", db.url().to_owned()),
+            ("OPS_ADDR", "127.0.0.1:0".to_owned()),
+            ("CONSUMER_NAME", "proc-1".to_owned()),
+            ("STREAM", "custom.raw".to_owned()),
+            ("GROUP", "custom-normalizers".to_owned()),
+            ("WORKER__BLOCK_MS", "200".to_owned()),
+        ],
+        logs.path(),
+    )
+    .unwrap();
     let mut conn = redis_conn(&redis).await;
 
     xadd_event(
@@ -64,13 +46,6 @@ async fn the_binary_reads_its_stream_and_group_from_the_environment_and_exits_0_
     await_idle(&conn, "custom.raw", "custom-normalizers").await;
     let event = normalized(&mut conn, "events.normalized").await.remove(0);
     assert_eq!(event.identifiers["email"], "a@x.com");
-    let pid = process.0.id().to_string();
-    let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(sent.success());
-    let status = eventually("the process to exit", Duration::from_secs(15), || {
-        let exited = process.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    let status = process.terminate(Duration::from_secs(15)).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }

@@ -4,40 +4,26 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use bus_testkit::eventually;
+use bus_testkit::ServiceProcess;
 use commerce::{RequestType, names};
 use common::{Env, request};
 
-/// The binary, SIGKILLed when dropped unless it already exited.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn binary(env: &Env) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_prediction-dispatcher"));
-    cmd.env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("REDIS_URL", env.redis.url())
-        .env("DATABASE_URL", env.db.url())
-        .env("OPS_ADDR", "127.0.0.1:0")
-        .env("CONSUMER_NAME", "dispatcher-proc")
-        .env("WORKER__BLOCK_MS", "200")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("TEST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        });
-    cmd
+/// The real binary with `extra` on top of the test environment; its output goes to a log
+/// file in `logs`, printed if the test fails.
+fn spawn(env: &Env, logs: &Path, extra: &[(&str, String)]) -> ServiceProcess {
+    let mut vars = vec![
+        ("REDIS_URL", env.redis.url()),
+        ("DATABASE_URL", env.db.url().to_owned()),
+        ("OPS_ADDR", "127.0.0.1:0".to_owned()),
+        ("CONSUMER_NAME", "dispatcher-proc".to_owned()),
+        ("WORKER__BLOCK_MS", "200".to_owned()),
+    ];
+    vars.extend_from_slice(extra);
+    let binary = Path::new(env!("CARGO_BIN_EXE_prediction-dispatcher"));
+    ServiceProcess::spawn("prediction-dispatcher", binary, &vars, logs).unwrap()
 }
 
 #[tokio::test]
@@ -45,7 +31,8 @@ async fn the_binary_answers_a_request_and_exits_0_on_sigterm() {
     let env = Env::start().await;
     let profile = env.profile("shop", None).await;
     env.features(profile, "shop", 3, "120.00", 50, 4).await;
-    let mut process = Process(binary(&env).spawn().unwrap());
+    let logs = tempfile::tempdir().unwrap();
+    let process = spawn(&env, logs.path(), &[]);
     env.send(&[request(profile, "shop", RequestType::All, Some("p-1"))])
         .await;
     env.wait_idle().await;
@@ -55,36 +42,21 @@ async fn the_binary_answers_a_request_and_exits_0_on_sigterm() {
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].1["request_id"], "p-1");
 
-    let pid = process.0.id().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let status = eventually("the process to exit", Duration::from_secs(15), || {
-        let exited = process.0.try_wait().unwrap();
-        async move { exited }
-    })
-    .await;
+    let status = process.terminate(Duration::from_secs(15)).await.unwrap();
     assert_eq!(status.code(), Some(0));
 }
 
 #[tokio::test]
 async fn a_model_url_without_http_stops_start_up_naming_the_variable() {
     let env = Env::start().await;
-    let output = binary(&env)
-        .env("MODEL_URL", "https://model.internal/predict")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::piped())
-        .output()
-        .unwrap();
-    assert_eq!(output.status.code(), Some(1));
-    let printed = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+    let logs = tempfile::tempdir().unwrap();
+    let mut process = spawn(
+        &env,
+        logs.path(),
+        &[("MODEL_URL", "https://model.internal/predict".to_owned())],
     );
+    let status = process.exited(Duration::from_secs(15)).await.unwrap();
+    assert_eq!(status.code(), Some(1));
+    let printed = process.log();
     assert!(printed.contains("MODEL_URL"), "{printed}");
 }

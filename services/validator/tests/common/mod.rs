@@ -2,11 +2,13 @@
 //! validator processes that die with the test.
 #![allow(dead_code)]
 
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 
 use bus_core::redis;
 use bus_core::sqlx::{self, Connection, PgConnection};
+use bus_testkit::ServiceProcess;
 pub use bus_testkit::poll_until;
+use tempfile::TempDir;
 
 /// A seed-format `data` object: valid unless `i` is a multiple of `invalid_every`, in which
 /// case the phone is 3 characters long (code 101).
@@ -73,58 +75,44 @@ pub async fn scalar(database_url: &str, sql: &str) -> Option<i64> {
     value
 }
 
-/// A validator process, SIGKILLed and reaped when dropped.
+/// A validator process, SIGKILLed and reaped when dropped (its log is printed if the test
+/// fails).
 #[derive(Debug)]
 pub struct Validator {
-    child: Option<Child>,
+    process: ServiceProcess,
+    _logs: TempDir,
 }
 
 impl Validator {
     /// Starts the real binary as consumer `name`; `extra` adds or overrides variables.
     pub fn start(redis_url: &str, database_url: &str, name: &str, extra: &[(&str, &str)]) -> Self {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_validator"));
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("REDIS_URL", redis_url)
-            .env("DATABASE_URL", database_url)
-            .env("CONSUMER_NAME", name)
-            .env("OPS_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .env("WORKER__CLAIM_MIN_IDLE_MS", "1000")
-            .env("WORKER__CLAIM_INTERVAL_MS", "300")
-            .env("WORKER__MONITOR_INTERVAL_MS", "500")
-            .stdout(Stdio::null())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            });
-        for (k, v) in extra {
-            cmd.env(k, v);
-        }
+        let mut vars: Vec<(&str, String)> = vec![
+            ("REDIS_URL", redis_url.to_owned()),
+            ("DATABASE_URL", database_url.to_owned()),
+            ("CONSUMER_NAME", name.to_owned()),
+            ("OPS_ADDR", "127.0.0.1:0".to_owned()),
+            ("WORKER__CLAIM_MIN_IDLE_MS", "1000".to_owned()),
+            ("WORKER__CLAIM_INTERVAL_MS", "300".to_owned()),
+            ("WORKER__MONITOR_INTERVAL_MS", "500".to_owned()),
+        ];
+        vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+        let logs = tempfile::tempdir().expect("a log directory");
+        let binary = Path::new(env!("CARGO_BIN_EXE_validator"));
+        let process =
+            ServiceProcess::spawn(name, binary, &vars, logs.path()).expect("start the validator");
         Validator {
-            child: Some(cmd.spawn().expect("start the validator binary")),
+            process,
+            _logs: logs,
         }
     }
 
     /// SIGKILL: no drain, no ack, no goodbye.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        self.process.sigkill();
     }
 
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
-    }
-}
-
-impl Drop for Validator {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.is_running()
     }
 }
