@@ -159,7 +159,32 @@ impl MergeProcessor {
             None => {}
         }
         let profiles = store::lock_profiles(tx, &request.profile_ids).await?;
-        match rules::decide(request, &profiles) {
+        let mut decision = rules::decide(request, &profiles);
+        let redirected;
+        let request = if let Decision::Redirect { homes } = decision {
+            // A request chained on a profile an earlier request merged away: merge where the
+            // profiles live now, with the conflict rule applied to those profiles.
+            let review = request.requires_manual_review || store::conflicting(tx, &homes).await?;
+            tracing::info!(request_key = %key, ?homes, review, "profiles moved since the request; merging where they live");
+            redirected = MergeRequest {
+                profile_ids: homes,
+                requires_manual_review: review,
+                ..request.clone()
+            };
+            decision = rules::decide(&redirected, &profiles);
+            &redirected
+        } else {
+            request
+        };
+        match decision {
+            Decision::Redirect { homes } => {
+                // Unreachable: homes are never merged themselves (merges keep one hop).
+                let reason = format!("profiles {homes:?} are merged into others");
+                Ok(Applied {
+                    rejection: Some(reason),
+                    ..Applied::just(Settled::Rejected)
+                })
+            }
             Decision::Reject(reason) => {
                 tracing::warn!(request_key = %key, %reason, "merge request rejected");
                 Ok(Applied {

@@ -1,6 +1,8 @@
 //! What to do with a merge request, decided from the locked profile rows before anything is
 //! written (so a rejected request never needs a rollback of the others in its batch).
 
+use std::collections::BTreeSet;
+
 use bus_core::chrono::{DateTime, Utc};
 use commerce::MergeRequest;
 use uuid::Uuid;
@@ -28,6 +30,14 @@ pub enum Decision {
         /// Where they all live.
         survivor: Uuid,
     },
+    /// Some requested profiles were merged into others after the request was made (two
+    /// requests chained on one profile, `[A,B]` then `[B,C]`): the request now means merging
+    /// the profiles they live on, `homes` (sorted). Decide again on those; the conflict rule
+    /// must be checked anew, since the normalizer checked the profiles it saw.
+    Redirect {
+        /// Where the requested profiles live now, at least two.
+        homes: Vec<Uuid>,
+    },
     /// A person must decide: queue it.
     Review,
     /// Merge `merged` into `survivor`.
@@ -39,12 +49,18 @@ pub enum Decision {
     },
 }
 
-/// Decides a request given the rows of its profiles (absent rows are unknown profiles).
+/// Decides a request given the rows of its profiles (absent rows are unknown profiles; rows
+/// of other profiles, such as where the requested ones live, are ignored).
 ///
 /// In order: every profile must exist and belong to the request's brand; a profile already
-/// merged makes the request a duplicate when all of them already resolve to one survivor, and
-/// a rejection otherwise; then `requires_manual_review` queues it; else the oldest survives.
-pub fn decide(request: &MergeRequest, profiles: &[Profile]) -> Decision {
+/// merged makes the request a duplicate when all of them already live on one survivor, and a
+/// [`Decision::Redirect`] to where they live otherwise; then `requires_manual_review` queues
+/// it; else the oldest survives.
+pub fn decide(request: &MergeRequest, rows: &[Profile]) -> Decision {
+    let profiles: Vec<&Profile> = rows
+        .iter()
+        .filter(|p| request.profile_ids.contains(&p.id))
+        .collect();
     let unknown: Vec<String> = request
         .profile_ids
         .iter()
@@ -60,16 +76,19 @@ pub fn decide(request: &MergeRequest, profiles: &[Profile]) -> Decision {
             p.id, p.brand_id, request.brand_id
         ));
     }
-    if let Some(merged) = profiles.iter().find(|p| p.merged_into.is_some()) {
-        let home = |p: &Profile| p.merged_into.unwrap_or(p.id);
-        let survivor = home(merged);
-        if profiles.iter().all(|p| home(p) == survivor) {
-            return Decision::AlreadyMerged { survivor };
-        }
-        return Decision::Reject(format!(
-            "profile {} was already merged into {survivor}",
-            merged.id
-        ));
+    if profiles.iter().any(|p| p.merged_into.is_some()) {
+        let homes: BTreeSet<Uuid> = profiles
+            .iter()
+            .map(|p| p.merged_into.unwrap_or(p.id))
+            .collect();
+        let homes: Vec<Uuid> = homes.into_iter().collect();
+        return match homes.as_slice() {
+            [] => Decision::Reject("no profiles to merge".into()),
+            [survivor] => Decision::AlreadyMerged {
+                survivor: *survivor,
+            },
+            _ => Decision::Redirect { homes },
+        };
     }
     if request.requires_manual_review {
         return Decision::Review;
@@ -166,16 +185,23 @@ mod tests {
     }
 
     #[test]
-    fn a_profile_merged_elsewhere_is_rejected_naming_its_survivor() {
+    fn a_profile_merged_elsewhere_redirects_the_request_to_where_the_profiles_live() {
         let mut merged = profile(2, 1);
         merged.merged_into = Some(id(7));
+        let rows = [profile(1, 0), merged, profile(7, 5)];
         assert_eq!(
-            decide(&request(&[1, 2], true), &[profile(1, 0), merged]),
-            Decision::Reject(format!(
-                "profile {} was already merged into {}",
-                id(2),
-                id(7)
-            ))
+            decide(&request(&[1, 2], true), &rows),
+            Decision::Redirect {
+                homes: vec![id(1), id(7)]
+            }
+        );
+        // Decided again on the homes, the extra rows are ignored and the oldest survives.
+        assert_eq!(
+            decide(&request(&[7, 1], false), &rows),
+            Decision::Merge {
+                survivor: id(1),
+                merged: vec![id(7)]
+            }
         );
     }
 

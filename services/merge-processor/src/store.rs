@@ -44,28 +44,41 @@ pub async fn prior(tx: &mut PgConnection, request_key: &str) -> Result<Option<Pr
     Ok(queued.map(|_| Prior::Queued))
 }
 
-/// Locks the requested profiles and the profiles merged into them, for update, in id order
-/// (the order every stage locks profiles in), and returns the requested ones.
+/// Locks the requested profiles, the profiles they were merged into (if any) and the
+/// profiles merged into any of those, for update, in id order (the order every stage locks
+/// profiles in), and returns the requested ones and the ones they were merged into.
 ///
 /// Locking the profiles merged into them first makes a stage that resolved one of those (and
-/// holds it `FOR SHARE`) finish its per-profile writes before this merge folds them.
+/// holds it `FOR SHARE`) finish its per-profile writes before this merge folds them. Only the
+/// single active merge-processor changes `merged_into`, so where a profile lives cannot change
+/// between reading it and locking it.
 pub async fn lock_profiles(
     tx: &mut PgConnection,
     ids: &[Uuid],
 ) -> Result<Vec<Profile>, sqlx::Error> {
     let rows: Vec<(Uuid, String, Option<Uuid>, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT profile_id, brand_id, merged_into, created_at
+        "WITH involved AS (
+             SELECT profile_id AS id FROM profiles WHERE profile_id = ANY($1)
+             UNION
+             SELECT merged_into FROM profiles WHERE profile_id = ANY($1) AND merged_into IS NOT NULL
+         )
+         SELECT profile_id, brand_id, merged_into, created_at
          FROM profiles
-         WHERE profile_id = ANY($1) OR merged_into = ANY($1)
+         WHERE profile_id IN (SELECT id FROM involved) OR merged_into IN (SELECT id FROM involved)
          ORDER BY profile_id
          FOR UPDATE",
     )
     .bind(ids)
     .fetch_all(&mut *tx)
     .await?;
+    let homes: Vec<Uuid> = rows
+        .iter()
+        .filter(|(id, ..)| ids.contains(id))
+        .filter_map(|(_, _, merged_into, _)| *merged_into)
+        .collect();
     Ok(rows
         .into_iter()
-        .filter(|(id, ..)| ids.contains(id))
+        .filter(|(id, ..)| ids.contains(id) || homes.contains(id))
         .map(|(id, brand_id, merged_into, created_at)| Profile {
             id,
             brand_id,
@@ -73,6 +86,18 @@ pub async fn lock_profiles(
             created_at,
         })
         .collect())
+}
+
+/// The conflict rule (the normalizer's): whether two of `profiles` each hold an identifier of
+/// the same kind.
+pub async fn conflicting(tx: &mut PgConnection, profiles: &[Uuid]) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM profile_identifiers WHERE profile_id = ANY($1)
+                        GROUP BY kind HAVING count(DISTINCT profile_id) > 1)",
+    )
+    .bind(profiles)
+    .fetch_one(&mut *tx)
+    .await
 }
 
 /// Queues the request for a person, with `conflicts`: for each identifier kind that more than

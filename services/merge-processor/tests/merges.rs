@@ -369,33 +369,61 @@ async fn profiles_already_merged_together_are_acknowledged_as_a_duplicate() {
 }
 
 #[tokio::test]
-async fn a_profile_already_merged_into_another_survivor_is_dead_lettered() {
+async fn a_request_chained_on_a_merged_profile_merges_where_the_profiles_live() {
     let env = Env::start().await;
     let pool = &env.pool;
-    let (a, b, elsewhere) = (
-        profile(pool, BRAND, 30).await,
-        profile(pool, BRAND, 20).await,
-        profile(pool, BRAND, 10).await,
-    );
-    sqlx::query("UPDATE profiles SET merged_into = $1 WHERE profile_id = $2")
-        .bind(elsewhere)
-        .bind(b)
-        .execute(pool)
-        .await
-        .unwrap();
-    let _mp = Instance::start(&env, "mp-1", fast_settings());
+    let (a, b, c) = chain(&env, ("customer_id", "c-3"), |c| async move {
+        event(pool, c, "ev-c").await;
+    })
+    .await;
 
-    let ids = publish(&env.redis, &[request(&[a, b], false, None)]).await;
-    settled(&env.redis, ids[0]).await;
+    assert!(dead_letters(&env.redis).await.is_empty());
+    assert_eq!(merged_into(pool, b).await, Some(a));
+    assert_eq!(merged_into(pool, c).await, Some(a));
+    let merged: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT merged_profile_ids FROM profile_merges WHERE request_key = 'r-bc'",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(merged, vec![c]);
+    let owners: Vec<Uuid> =
+        sqlx::query_scalar("SELECT DISTINCT profile_id FROM profile_identifiers")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+    assert_eq!(owners, vec![a]);
+    let event_owner: Uuid =
+        sqlx::query_scalar("SELECT profile_id FROM events WHERE event_id = 'ev-c'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(event_owner, a);
+}
 
-    let letters = dead_letters(&env.redis).await;
-    assert_eq!(letters.len(), 1);
+#[tokio::test]
+async fn a_chained_request_whose_survivors_conflict_is_queued_for_review() {
+    let env = Env::start().await;
+    let pool = &env.pool;
+    // B and C hold different kinds (the normalizer saw no conflict), but B was merged into A,
+    // and A and C hold two different emails: a person must decide.
+    let (a, b, c) = chain(&env, ("email", "c@example.com"), |_| async {}).await;
+
+    assert!(dead_letters(&env.redis).await.is_empty());
+    assert_eq!(merged_into(pool, b).await, Some(a));
+    assert_eq!(merged_into(pool, c).await, None);
+    let (key, profiles, conflicts): (String, Vec<Uuid>, bus_core::serde_json::Value) =
+        sqlx::query_as("SELECT request_key, profile_ids, conflicts FROM manual_review_queue")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    let mut homes = vec![a, c];
+    homes.sort();
+    assert_eq!((key.as_str(), profiles), ("r-bc", homes));
     assert_eq!(
-        letters[0].get("dlq_reason"),
-        Some(format!("profile {b} was already merged into {elsewhere}").as_str())
+        conflicts,
+        json!({"email": ["a@example.com", "c@example.com"]})
     );
-    assert_eq!(merged_into(pool, a).await, None);
-    assert_eq!(count(pool, "SELECT count(*) FROM profile_merges").await, 0);
 }
 
 #[tokio::test]
@@ -418,4 +446,34 @@ async fn profiles_of_another_brand_are_dead_lettered() {
         Some(format!(r#"profile {b} belongs to brand "brand-b", not "{BRAND}""#).as_str())
     );
     assert_eq!(merged_into(pool, b).await, None);
+}
+
+/// Profiles A (oldest, email), B (phone) and C (`c_identifier`, then `more`), and the requests
+/// [A,B] and then [B,C], both raised before either was applied (B links A and C), settled.
+async fn chain<F: Future<Output = ()>>(
+    env: &Env,
+    c_identifier: (&str, &str),
+    more: impl FnOnce(Uuid) -> F,
+) -> (Uuid, Uuid, Uuid) {
+    let pool = &env.pool;
+    let (a, b, c) = (
+        profile(pool, BRAND, 30).await,
+        profile(pool, BRAND, 20).await,
+        profile(pool, BRAND, 10).await,
+    );
+    identifier(pool, a, "email", "a@example.com").await;
+    identifier(pool, b, "phone", "+84900000002").await;
+    identifier(pool, c, c_identifier.0, c_identifier.1).await;
+    more(c).await;
+    let _mp = Instance::start(env, "mp-1", fast_settings());
+    let ids = publish(
+        &env.redis,
+        &[
+            request(&[a, b], false, Some("r-ab")),
+            request(&[b, c], false, Some("r-bc")),
+        ],
+    )
+    .await;
+    settled(&env.redis, ids[1]).await;
+    (a, b, c)
 }
