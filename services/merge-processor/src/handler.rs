@@ -197,8 +197,11 @@ impl MergeProcessor {
                 Ok(Applied::just(Settled::AlreadyMerged))
             }
             Decision::Review => {
-                store::queue_review(tx, &key, request).await?;
-                tracing::info!(request_key = %key, "queued for manual review");
+                if store::queue_review(tx, &key, request).await? {
+                    tracing::info!(request_key = %key, "queued for manual review");
+                } else {
+                    tracing::info!(request_key = %key, "these profiles already wait for review");
+                }
                 Ok(Applied::just(Settled::QueuedForReview))
             }
             Decision::Merge { survivor, merged } => {

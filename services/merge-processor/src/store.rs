@@ -103,11 +103,27 @@ pub async fn conflicting(tx: &mut PgConnection, profiles: &[Uuid]) -> Result<boo
 /// Queues the request for a person, with `conflicts`: for each identifier kind that more than
 /// one of the profiles carries, the differing values (sorted). Identifiers are unique per
 /// brand, so two profiles with the same kind always differ in it.
+///
+/// Every event that links the same profiles raises its own request; while one of them waits
+/// for a person, the others add nothing (returns `false`). Only the single active instance
+/// writes here, so looking first cannot race with another insert.
 pub async fn queue_review(
     tx: &mut PgConnection,
     request_key: &str,
     request: &MergeRequest,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
+    let pending: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM manual_review_queue
+                        WHERE status = 'pending' AND brand_id = $1
+                          AND profile_ids @> $2 AND profile_ids <@ $2)",
+    )
+    .bind(&request.brand_id)
+    .bind(&request.profile_ids)
+    .fetch_one(&mut *tx)
+    .await?;
+    if pending {
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO manual_review_queue (request_key, brand_id, profile_ids, reason, conflicts)
          SELECT $1, $2, $3, $4, coalesce(
@@ -126,7 +142,7 @@ pub async fn queue_review(
     .bind(request.reason.as_str())
     .execute(&mut *tx)
     .await?;
-    Ok(())
+    Ok(true)
 }
 
 /// One auto-merge to apply.

@@ -202,7 +202,7 @@ async fn a_merge_of_customers_without_purchases_requests_no_prediction() {
 }
 
 #[tokio::test]
-async fn a_request_needing_review_is_queued_with_its_conflicts_and_merges_nothing() {
+async fn a_request_needing_review_is_queued_once_with_its_conflicts_and_merges_nothing() {
     let env = Env::start().await;
     let pool = &env.pool;
     let (a, b) = (
@@ -215,9 +215,21 @@ async fn a_request_needing_review_is_queued_with_its_conflicts_and_merges_nothin
     identifier(pool, b, "customer_id", "c-1").await;
     let _mp = Instance::start(&env, "mp-1", fast_settings());
 
-    let ids = publish(&env.redis, &[request(&[a, b], true, Some("ev-9"))]).await;
-    settled(&env.redis, ids[0]).await;
+    // A second event linking the same profiles while the first waits adds no second row.
+    let ids = publish(
+        &env.redis,
+        &[
+            request(&[a, b], true, Some("ev-9")),
+            request(&[b, a], true, Some("ev-10")),
+        ],
+    )
+    .await;
+    settled(&env.redis, ids[1]).await;
 
+    assert_eq!(
+        count(pool, "SELECT count(*) FROM manual_review_queue").await,
+        1
+    );
     let (key, profiles, reason, status, conflicts): (
         String,
         Vec<Uuid>,
