@@ -93,15 +93,27 @@ pub fn served_routes() -> Vec<(Method, &'static str)> {
     api.chain(ops).collect()
 }
 
-/// The application: the API routes behind the optional token, the ops routes open, every
-/// request measured, bodies capped at `MAX_BODY_BYTES`, and JSON errors for unknown routes.
+/// Routes served without the API token: the API's description, so that a browser (which
+/// sends no bearer token) can read it. It holds no data.
+const PUBLIC_ROUTES: [&str; 2] = ["/api/openapi.json", "/api/docs"];
+
+/// The application: the API routes behind the optional token, its description and the ops
+/// routes open, every request measured, bodies capped at `MAX_BODY_BYTES`, and JSON errors
+/// for unknown routes.
 pub(crate) fn router(state: AppState, ops: Router) -> Router {
+    let (public, protected): (Vec<Route>, Vec<Route>) = api_routes()
+        .into_iter()
+        .partition(|route| PUBLIC_ROUTES.contains(&route.path));
     let mut api = Router::new();
-    for route in api_routes() {
+    for route in protected {
         api = api.route(route.path, route.handler);
     }
-    api.route_layer(from_fn_with_state(state.clone(), auth::require_token))
-        .fallback(no_route)
+    // A route layer covers only the routes added before it.
+    api = api.route_layer(from_fn_with_state(state.clone(), auth::require_token));
+    for route in public {
+        api = api.route(route.path, route.handler);
+    }
+    api.fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .with_state(state.clone())
         .merge(ops)

@@ -11,7 +11,8 @@
 //! A request is validated completely before anything is written: a bad one gets a 4xx naming
 //! the field (`events[3].brand_id`) and writes nothing; a 202 lists the stream ids written;
 //! Redis unreachable is a 503, never a 202. With `API_TOKEN` set, `/api/*` requires the
-//! bearer token. Each written stream is trimmed to its retention by the lag-aware trim.
+//! bearer token, except the API's description (`/api/openapi.json`, `/api/docs`). Each written
+//! stream is trimmed to its retention by the lag-aware trim.
 
 mod app;
 mod auth;

@@ -24,7 +24,8 @@ pub struct GatewaySettings {
     /// `HTTP_ADDR`: the API and the ops routes (`/metrics`, `/healthz`, `/readyz`) on one
     /// listener. The ops routes are also served on `OPS_ADDR`.
     pub http_addr: String,
-    /// `API_TOKEN`: when set, every `/api/*` route requires `Authorization: Bearer <API_TOKEN>`.
+    /// `API_TOKEN`: when set, every `/api/*` route except the API description
+    /// (`/api/openapi.json`, `/api/docs`) requires `Authorization: Bearer <API_TOKEN>`.
     pub api_token: Option<ApiToken>,
     /// `MAX_BODY_BYTES`: largest accepted request body; a larger one gets 413.
     pub max_body_bytes: usize,
