@@ -11,6 +11,8 @@
 //!   fsync-always append-only file that survives `kill()` + `restart()`.
 //! * [`ServiceProcess`]: a service's real binary as a child process (log file, SIGKILL,
 //!   SIGTERM with a deadline); [`workspace_binaries`] builds and locates them.
+//! * [`ChannelListener`]: every payload published on a Pub/Sub channel, and
+//!   `settled()` to wait until everything published before the call has arrived.
 //! * [`PostgresServer`]: `start()` runs `initdb` and `postgres` for a new
 //!   cluster, `shared()` gives one cluster per test process, and
 //!   `create_database()` hands out uniquely named [`TestDatabase`]s that are
@@ -50,6 +52,7 @@
 //! # }
 //! ```
 
+mod channel;
 mod poll;
 mod postgres;
 mod process;
@@ -62,6 +65,7 @@ use std::sync::{Mutex, PoisonError};
 
 use anyhow::{Context, Result, bail};
 
+pub use crate::channel::ChannelListener;
 pub use crate::poll::{eventually, poll, poll_until, until};
 pub use crate::postgres::{PostgresServer, TestDatabase};
 pub use crate::redis::RedisServer;

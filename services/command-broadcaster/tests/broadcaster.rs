@@ -2,14 +2,12 @@
 
 #![allow(clippy::unwrap_used)] // tests fail loudly on broken fixtures
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{CommonSettings, SecretUrl};
-use bus_testkit::{RedisServer, eventually};
+use bus_testkit::{ChannelListener, RedisServer, eventually};
 use command_broadcaster::BroadcasterSettings;
-use futures_util::StreamExt;
 use redis::aio::MultiplexedConnection;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -83,24 +81,10 @@ impl Service {
             .unwrap()
     }
 
-    async fn listen(&self, channel: &str) -> Arc<Mutex<Vec<String>>> {
-        let mut pubsub = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_async_pubsub()
+    async fn listen(&self, channel: &str) -> ChannelListener {
+        ChannelListener::subscribe(&self.redis.url(), channel)
             .await
-            .unwrap();
-        pubsub.subscribe(channel).await.unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
-        tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(m) = messages.next().await {
-                sink.lock()
-                    .unwrap()
-                    .push(m.get_payload::<String>().unwrap());
-            }
-        });
-        received
+            .unwrap()
     }
 
     async fn stop(self) {
@@ -124,7 +108,7 @@ async fn a_command_is_published_in_the_seed_format_and_its_receivers_counted() {
     assert_eq!(answer["receivers"], 1);
     assert_eq!(answer["channel"], "channel:service:crawler:commands");
     let payload = eventually("the subscriber to get the command", WAIT, || {
-        let first = received.lock().unwrap().first().cloned();
+        let first = received.payloads().first().cloned();
         async move { first }
     })
     .await;
@@ -247,7 +231,7 @@ async fn a_broadcast_reaches_every_service_with_a_command_subscriber_or_the_list
         .await;
     assert_eq!(answer["receivers"], 1);
     eventually("both STOPs and one PAUSE", WAIT, || {
-        let (a, b) = (a.lock().unwrap().len(), b.lock().unwrap().len());
+        let (a, b) = (a.payloads().len(), b.payloads().len());
         async move { (a == 1 && b == 2).then_some(()) }
     })
     .await;

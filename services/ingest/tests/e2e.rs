@@ -290,7 +290,7 @@ async fn crawler_to_postgres_survives_a_killed_replica_and_obeys_pause_and_start
     }
 
     // One notification per new token.
-    let notes = listener.settled(&mut c).await;
+    let notes = listener.settled().await;
     let notified: Vec<String> = notes
         .iter()
         .map(|n| n["data"]["address"].as_str().unwrap().to_owned())

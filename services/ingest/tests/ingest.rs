@@ -119,7 +119,7 @@ async fn produced_tokens_and_transactions_become_exactly_those_rows_and_one_noti
     assert_eq!(tx_rows, expected_tx);
 
     service.stop().await;
-    let notes = listener.settled(&mut conn).await;
+    let notes = listener.settled().await;
     assert_eq!(
         notes.len(),
         n_tokens as usize,
@@ -290,8 +290,7 @@ async fn entries_written_with_redis_cli_like_the_seed_node_producer_are_ingested
             .await
             .unwrap();
     assert_eq!(crawler, ("crawler-1".into(), "active".into()));
-    let mut conn = env.redis().await;
-    let notes = listener.settled(&mut conn).await;
+    let notes = listener.settled().await;
     assert_eq!(notes.len(), 1);
     assert_eq!(
         notes[0]["data"],

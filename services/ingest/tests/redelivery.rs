@@ -86,12 +86,7 @@ async fn handling_the_same_batch_twice_changes_nothing() {
 
     assert_eq!(snapshot(&pool).await, before);
     assert_eq!(count(&pool, "transactions").await, 4);
-    let mut conn = env.redis().await;
-    assert_eq!(
-        listener.settled(&mut conn).await.len(),
-        3,
-        "notified once per token"
-    );
+    assert_eq!(listener.settled().await.len(), 3, "notified once per token");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,8 +134,7 @@ async fn batches_committing_out_of_order_leave_the_newest_token_data() {
         .await
         .unwrap();
     assert_eq!(snapshot(&pool).await[0].1, "Last");
-    let mut conn = env.redis().await;
-    let notes = listener.settled(&mut conn).await;
+    let notes = listener.settled().await;
     assert_eq!(notes.len(), 1, "only the insert notifies");
     assert_eq!(notes[0]["data"]["name"], "Newer");
 }
@@ -213,7 +207,7 @@ async fn a_replica_restarted_with_entries_pending_applies_each_of_them_once() {
     let rows = snapshot(&pool).await;
     assert_eq!(rows.len(), 10);
     assert_eq!(&rows[..5], &committed[..], "committed rows untouched");
-    let notes = listener.settled(&mut conn).await;
+    let notes = listener.settled().await;
     assert_eq!(notes.len(), 10, "each new token notified exactly once");
 }
 

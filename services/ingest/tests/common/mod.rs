@@ -2,19 +2,18 @@
 //! polling helpers (no sleeps as synchronisation).
 #![allow(dead_code)]
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus_core::sqlx::PgPool;
 use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{CommonSettings, SecretUrl, WorkerSettings};
-use bus_testkit::{PostgresServer, RedisServer, TestDatabase};
-use futures_util::StreamExt;
+use bus_testkit::{ChannelListener, PostgresServer, RedisServer, TestDatabase};
 use ingest::IngestSettings;
 use redis::aio::MultiplexedConnection;
 
 pub mod data;
 
+#[allow(unused_imports)] // not every test file uses it
 pub use bus_testkit::eventually;
 
 /// A private Redis and a fresh database.
@@ -72,25 +71,11 @@ impl Env {
 
     /// Collects every message published on `channel` from now on.
     pub async fn listen(&self, channel: &str) -> Listener {
-        let mut pubsub = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_async_pubsub()
-            .await
-            .unwrap();
-        pubsub.subscribe(channel).await.unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
-        tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                let payload: String = msg.get_payload().unwrap();
-                sink.lock().unwrap().push(payload);
-            }
-        });
-        Listener {
-            channel: channel.to_owned(),
-            received,
-        }
+        Listener(
+            ChannelListener::subscribe(&self.redis.url(), channel)
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -123,43 +108,16 @@ impl Running {
     }
 }
 
-/// Messages received on a channel.
-pub struct Listener {
-    channel: String,
-    received: Arc<Mutex<Vec<String>>>,
-}
+/// JSON messages received on a channel.
+pub struct Listener(ChannelListener);
 
 impl Listener {
-    pub fn messages(&self) -> Vec<serde_json::Value> {
-        self.received
-            .lock()
-            .unwrap()
+    /// Everything published before this call (see [`ChannelListener::settled`]), parsed.
+    pub async fn settled(&self) -> Vec<serde_json::Value> {
+        let payloads = self.0.settled(WAIT).await.unwrap();
+        payloads
             .iter()
             .map(|p| serde_json::from_str(p).unwrap())
-            .collect()
-    }
-
-    /// Everything published before this call: publishes a marker and waits for it (a
-    /// channel delivers in order), then returns the messages without the marker.
-    pub async fn settled(&self, conn: &mut MultiplexedConnection) -> Vec<serde_json::Value> {
-        let marker = format!("{:?}", Instant::now());
-        let _: i64 = redis::cmd("PUBLISH")
-            .arg(&self.channel)
-            .arg(serde_json::json!({ "marker": marker }).to_string())
-            .query_async(conn)
-            .await
-            .unwrap();
-        eventually("the marker to arrive", WAIT, || {
-            let seen = self
-                .messages()
-                .iter()
-                .any(|m| m["marker"] == marker.as_str());
-            async move { seen.then_some(()) }
-        })
-        .await;
-        self.messages()
-            .into_iter()
-            .filter(|m| m.get("marker").is_none())
             .collect()
     }
 }

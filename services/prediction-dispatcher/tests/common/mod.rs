@@ -6,7 +6,6 @@
 pub mod model_server;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus_core::chrono::{DateTime, Utc};
@@ -17,10 +16,9 @@ use bus_core::tokio_util::sync::CancellationToken;
 use bus_core::{
     CommonSettings, GroupStatus, SecretUrl, StreamMessage, WorkerSettings, group_status,
 };
-use bus_testkit::{PostgresServer, RedisServer, TestDatabase};
+use bus_testkit::{ChannelListener, PostgresServer, RedisServer, TestDatabase};
 use commerce::messages::parse_timestamp;
 use commerce::{PredictionRequest, RequestType, names};
-use futures_util::StreamExt;
 use prediction_dispatcher::DispatcherSettings;
 use uuid::Uuid;
 
@@ -245,22 +243,11 @@ impl Env {
 
     /// Collects every message published on `channel` from now on.
     pub async fn listen(&self, channel: &str) -> Listener {
-        let mut pubsub = redis::Client::open(self.redis.url())
-            .unwrap()
-            .get_async_pubsub()
-            .await
-            .unwrap();
-        pubsub.subscribe(channel).await.unwrap();
-        let received = Arc::new(Mutex::new(Vec::new()));
-        let sink = received.clone();
-        tokio::spawn(async move {
-            let mut messages = pubsub.on_message();
-            while let Some(msg) = messages.next().await {
-                let payload: String = msg.get_payload().unwrap();
-                sink.lock().unwrap().push(payload);
-            }
-        });
-        Listener { received }
+        Listener(
+            ChannelListener::subscribe(&self.redis.url(), channel)
+                .await
+                .unwrap(),
+        )
     }
 }
 
@@ -276,16 +263,13 @@ pub struct Stored {
     pub predicted_at: DateTime<Utc>,
 }
 
-/// Messages received on a channel.
-pub struct Listener {
-    received: Arc<Mutex<Vec<String>>>,
-}
+/// JSON messages received on a channel.
+pub struct Listener(ChannelListener);
 
 impl Listener {
     pub fn messages(&self) -> Vec<Value> {
-        self.received
-            .lock()
-            .unwrap()
+        self.0
+            .payloads()
             .iter()
             .map(|p| bus_core::serde_json::from_str(p).unwrap())
             .collect()
