@@ -181,6 +181,12 @@ impl Crawler {
                 }
             }
         }
+        let unsent = current.entries + next.entries;
+        if unsent > 0 {
+            // Taken from the source (a replay file's lines, say) but never acknowledged by
+            // Redis: said, so that a stop during a Redis outage does not lose them silently.
+            tracing::warn!(unsent, "stopping with entries not written");
+        }
         Ok(())
     }
 

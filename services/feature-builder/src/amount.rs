@@ -105,7 +105,7 @@ fn parse_cents(text: &str) -> Result<Cents, NotAmount> {
         0
     } else if shift >= 0 {
         // Anything with more than 16 significant digits before the point is out of range.
-        if digits.len() as i64 + shift > 16 {
+        if (digits.len() as i64).saturating_add(shift) > 16 {
             return Err(NotAmount::OutOfRange);
         }
         let base: i128 = digits.parse().map_err(|_| NotAmount::OutOfRange)?;
@@ -180,10 +180,18 @@ mod tests {
 
     #[test]
     fn amounts_beyond_the_column_are_out_of_range() {
-        for text in ["1000000000000", "1e300", "-1e13", "99999999999999999999999"] {
+        // The last one's exponent is i64::MAX: the size check must not overflow.
+        for text in [
+            "1000000000000",
+            "1e300",
+            "-1e13",
+            "99999999999999999999999",
+            "1e9223372036854775807",
+        ] {
             assert_eq!(parse_cents(text), Err(NotAmount::OutOfRange), "{text}");
         }
         assert_eq!(parse_cents("1e-300"), Ok(Cents(0)));
+        assert_eq!(parse_cents("1e-9223372036854775808"), Ok(Cents(0)));
     }
 
     #[test]

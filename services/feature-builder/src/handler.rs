@@ -104,6 +104,10 @@ impl Handler for FeatureBuilder {
         }
         store::add_features(&mut tx, &aggregate(&counted)).await?;
         tx.commit().await?;
+        // Recorded now: a redelivery after a failed publish finds these events counted and
+        // reports them as duplicates, so this is the only time they are recorded as applied.
+        tally.record(&self.metrics);
+        tracing::debug!(?tally, "batch counted");
 
         let requests = prediction_requests(&known);
         if !requests.is_empty() {
@@ -111,9 +115,7 @@ impl Handler for FeatureBuilder {
                 .send_batch(names::PREDICTION_REQUESTS, &requests)
                 .await?;
         }
-        tally.requests = requests.len();
-        tally.record(&self.metrics);
-        tracing::debug!(?tally, "batch counted");
+        self.metrics.prediction_requests(requests.len());
         Ok(outcome)
     }
 }
@@ -126,7 +128,6 @@ struct Tally {
     anonymous: usize,
     unknown: usize,
     without_amount: usize,
-    requests: usize,
 }
 
 impl Tally {
@@ -136,7 +137,6 @@ impl Tally {
         m.events(EventOutcome::Anonymous, self.anonymous);
         m.events(EventOutcome::UnknownProfile, self.unknown);
         m.purchases_without_amount(self.without_amount);
-        m.prediction_requests(self.requests);
     }
 }
 

@@ -163,12 +163,10 @@ impl MergeProcessor {
         let redirected;
         let request = if let Decision::Redirect { homes } = decision {
             // A request chained on a profile an earlier request merged away: merge where the
-            // profiles live now, with the conflict rule applied to those profiles.
-            let review = request.requires_manual_review || store::conflicting(tx, &homes).await?;
-            tracing::info!(request_key = %key, ?homes, review, "profiles moved since the request; merging where they live");
+            // profiles live now.
+            tracing::info!(request_key = %key, ?homes, "profiles moved since the request; merging where they live");
             redirected = MergeRequest {
                 profile_ids: homes,
-                requires_manual_review: review,
                 ..request.clone()
             };
             decision = rules::decide(&redirected, &profiles);
@@ -176,6 +174,18 @@ impl MergeProcessor {
         } else {
             request
         };
+        // The normalizer applied the conflict rule to the identifiers it saw; since then
+        // another event may have given one of these profiles a new identifier, or a merge may
+        // have moved some (a redirected request). Checked again on the locked profiles.
+        if let Decision::Merge { survivor, merged } = &decision {
+            let all: Vec<_> = std::iter::once(*survivor)
+                .chain(merged.iter().copied())
+                .collect();
+            if store::conflicting(tx, &all).await? {
+                tracing::info!(request_key = %key, "identifiers conflict now; queued for review instead");
+                decision = Decision::Review;
+            }
+        }
         match decision {
             Decision::Redirect { homes } => {
                 // Unreachable: homes are never merged themselves (merges keep one hop).

@@ -256,6 +256,37 @@ async fn a_request_needing_review_is_queued_once_with_its_conflicts_and_merges_n
 }
 
 #[tokio::test]
+async fn an_auto_merge_whose_profiles_conflict_by_now_is_queued_for_review() {
+    let env = Env::start().await;
+    let pool = &env.pool;
+    // Raised as an auto-merge (phone vs email), but B got a second phone since.
+    let (a, b) = (
+        profile(pool, BRAND, 20).await,
+        profile(pool, BRAND, 10).await,
+    );
+    identifier(pool, a, "phone", "+84900000001").await;
+    identifier(pool, b, "email", "b@example.com").await;
+    identifier(pool, b, "phone", "+84900000002").await;
+    let _mp = Instance::start(&env, "mp-1", fast_settings());
+
+    let ids = publish(&env.redis, &[request(&[a, b], false, Some("r-1"))]).await;
+    settled(&env.redis, ids[0]).await;
+
+    assert_eq!(merged_into(pool, b).await, None);
+    assert_eq!(count(pool, "SELECT count(*) FROM profile_merges").await, 0);
+    let conflicts: bus_core::serde_json::Value =
+        sqlx::query_scalar("SELECT conflicts FROM manual_review_queue WHERE request_key = 'r-1'")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        conflicts,
+        json!({"phone": ["+84900000001", "+84900000002"]})
+    );
+    assert!(dead_letters(&env.redis).await.is_empty());
+}
+
+#[tokio::test]
 async fn a_replayed_request_changes_nothing_and_republishes_its_prediction_request() {
     let env = Env::start().await;
     let pool = &env.pool;

@@ -31,9 +31,15 @@ pub enum ModelError {
     /// No answer within the timeout, on the last attempt.
     #[error("model timed out: {0}")]
     Timeout(String),
-    /// Down: connection refused or lost, or a 5xx / 408 / 429 answer, on the last attempt.
+    /// Down: connection refused or lost, or a 502 / 503 / 504 / 408 / 429 answer, on the last
+    /// attempt.
     #[error("model unavailable: {0}")]
     Unavailable(String),
+    /// Up, but failed on this request: another 5xx (500 Internal Server Error, say), on the
+    /// last attempt. Retried like any transient failure, then dead-lettered, so one request
+    /// that crashes the model cannot hold its batch forever.
+    #[error("model failed: {0}")]
+    Failed(String),
     /// A 4xx answer or one that breaks the contract; permanent for this request.
     #[error("bad model response: {0}")]
     BadResponse(String),
@@ -44,6 +50,7 @@ impl ModelError {
         match self {
             ModelError::Timeout(_) => ModelErrorKind::Timeout,
             ModelError::Unavailable(_) => ModelErrorKind::Unavailable,
+            ModelError::Failed(_) => ModelErrorKind::Failed,
             ModelError::BadResponse(_) => ModelErrorKind::BadResponse,
         }
     }
@@ -171,6 +178,8 @@ impl ExternalModel {
             let why = format!("answered {status}: {excerpt}");
             return Err(if is_outage(status) {
                 ModelError::Unavailable(why)
+            } else if status.is_server_error() {
+                ModelError::Failed(why)
             } else {
                 ModelError::BadResponse(why)
             });
@@ -183,11 +192,18 @@ impl ExternalModel {
     }
 }
 
-/// 5xx, 408 Request Timeout and 429 Too Many Requests: the model cannot answer now.
+/// The statuses that say the model cannot answer now, whatever the request: 502 Bad Gateway,
+/// 503 Service Unavailable, 504 Gateway Timeout (a proxy in front of a model that is down or
+/// restarting), 408 Request Timeout and 429 Too Many Requests.
 fn is_outage(status: StatusCode) -> bool {
-    status.is_server_error()
-        || status == StatusCode::REQUEST_TIMEOUT
-        || status == StatusCode::TOO_MANY_REQUESTS
+    matches!(
+        status,
+        StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_MANY_REQUESTS
+    )
 }
 
 fn transport(e: reqwest::Error) -> ModelError {

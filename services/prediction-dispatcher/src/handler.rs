@@ -157,8 +157,11 @@ impl Dispatcher {
     }
 
     /// Asks the model, up to `MODEL_CONCURRENCY` requests at a time, keeping stream order.
-    /// A bad answer rejects its request; an outage fails the whole batch as unavailable, so
-    /// it waits for the model instead of dead-lettering.
+    /// A bad answer rejects its request. An outage (no answer, or a status saying the model
+    /// cannot answer now) fails the whole batch as unavailable, so it waits for the model
+    /// instead of dead-lettering. A request the model failed on (500) fails the batch as
+    /// transient: retried, then isolated and dead-lettered after `WORKER__MAX_DELIVERIES`, so
+    /// it cannot hold the batch forever.
     async fn predict_external<'a>(
         &self,
         model: &ExternalModel,
@@ -171,6 +174,7 @@ impl Dispatcher {
             .collect()
             .await;
         let mut answered = Vec::with_capacity(results.len());
+        let mut failed = None;
         for (job, answer) in results {
             match answer {
                 Ok(out) => answered.push((job, out)),
@@ -178,10 +182,16 @@ impl Dispatcher {
                     let reason = format!("bad model response: {why}");
                     *outcome = std::mem::take(outcome).reject(job.delivery.id, reason);
                 }
+                Err(e @ ModelError::Failed(_)) => {
+                    failed.get_or_insert(e);
+                }
                 Err(e) => return Err(HandlerError::unavailable(e)),
             }
         }
-        Ok(answered)
+        match failed {
+            Some(e) => Err(HandlerError::Transient(e.into())),
+            None => Ok(answered),
+        }
     }
 
     /// Publishes one completion per answered request (stream and channel at once).

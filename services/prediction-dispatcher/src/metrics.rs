@@ -11,8 +11,10 @@ use crate::model::ModelKind;
 pub enum ModelErrorKind {
     /// No answer within `MODEL_TIMEOUT_MS`.
     Timeout,
-    /// Connection refused or lost, or a 5xx / 408 / 429 answer.
+    /// Connection refused or lost, or a 502 / 503 / 504 / 408 / 429 answer.
     Unavailable,
+    /// Another 5xx answer: the model is up but failed on the request.
+    Failed,
     /// A 4xx answer, or an answer that is not what the contract says.
     BadResponse,
 }
@@ -23,6 +25,7 @@ impl ModelErrorKind {
         match self {
             ModelErrorKind::Timeout => "timeout",
             ModelErrorKind::Unavailable => "unavailable",
+            ModelErrorKind::Failed => "failed",
             ModelErrorKind::BadResponse => "bad_response",
         }
     }
@@ -81,7 +84,7 @@ impl DispatcherMetrics {
         );
         metrics.register(
             "prediction_dispatcher_model_errors",
-            "Failed calls to the external model, by kind (timeout, unavailable, bad_response)",
+            "Failed calls to the external model, by kind (timeout, unavailable, failed, bad_response)",
             m.model_errors.clone(),
         );
         metrics.register(

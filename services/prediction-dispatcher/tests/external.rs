@@ -75,6 +75,33 @@ async fn the_external_model_answers_then_goes_down_then_comes_back() {
 }
 
 #[tokio::test]
+async fn a_request_the_model_always_fails_while_it_answers_the_rest_is_isolated_and_dead_lettered()
+{
+    let env = Env::start().await;
+    let (a, b) = (
+        env.profile("shop", None).await,
+        env.profile("shop", None).await,
+    );
+    let model = ModelServer::start(answer()).await;
+    model.fail_for(&b.to_string());
+    // Both in the stream before the dispatcher starts, so they are read as one batch.
+    env.send(&[
+        request(a, "shop", RequestType::Churn, Some("r-a")),
+        request(b, "shop", RequestType::Churn, Some("r-b")),
+    ])
+    .await;
+    let _dispatcher = env.start_dispatcher(env.settings(Some(model.url())));
+    env.wait_idle().await;
+
+    assert_eq!(env.predictions(a).await["churn"].score, Some(0.3));
+    assert!(env.predictions(b).await.is_empty());
+    let letters = env.entries(DLQ).await;
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    assert_eq!(letters[0].1["dlq_kind"], "max_deliveries");
+    assert_eq!(letters[0].1["request_id"], "r-b");
+}
+
+#[tokio::test]
 async fn a_model_answer_that_breaks_the_contract_is_dead_lettered_with_the_reason() {
     let env = Env::start().await;
     let profile = env.profile("shop", None).await;

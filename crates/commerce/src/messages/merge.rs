@@ -5,7 +5,7 @@ use bus_core::serde_json;
 use bus_core::{DecodeError, Fields, StreamMessage};
 use uuid::Uuid;
 
-use super::{boolean, format_timestamp, optional, text, timestamp};
+use super::{boolean, format_timestamp, key, optional, text, timestamp};
 
 /// Why a merge was requested (seed 001's `reason`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl StreamMessage for MergeRequest {
             reason,
             requires_manual_review: boolean(fields, "requires_manual_review")?,
             timestamp: timestamp(fields, "timestamp")?,
-            request_id: optional(fields, "request_id"),
+            request_id: key(fields, "request_id")?,
             event_id: optional(fields, "event_id"),
         })
     }
@@ -111,7 +111,7 @@ impl StreamMessage for MergeRequest {
 
 #[cfg(test)]
 mod tests {
-    use super::super::fields;
+    use super::super::{MAX_KEY_LEN, fields};
     use super::*;
 
     const A: &str = "0193a4a0-0000-7000-8000-000000000001";
@@ -134,13 +134,14 @@ mod tests {
     }
 
     #[test]
-    fn fewer_than_two_distinct_profiles_or_a_bad_flag_is_invalid() {
+    fn fewer_than_two_distinct_profiles_a_bad_flag_or_an_oversized_key_is_invalid() {
         for (name, value) in [
             ("profile_ids", format!(r#"["{A}"]"#)),
             ("profile_ids", format!(r#"["{A}","{A}"]"#)),
             ("profile_ids", r#"["not-a-uuid","x"]"#.to_owned()),
             ("requires_manual_review", "yes".to_owned()),
             ("reason", "because".to_owned()),
+            ("request_id", "k".repeat(MAX_KEY_LEN + 1)),
         ] {
             let ids = format!(r#"["{A}","{B}"]"#);
             let mut f = fields(&[

@@ -36,6 +36,25 @@ fn optional(fields: &Fields, name: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The longest `request_id` accepted, in bytes. Request keys are stored in unique B-tree
+/// indexes, where a key of several kilobytes would fail on every delivery; 512 leaves room for
+/// the stages' own prefixed keys (`purchase:<event_id>`, `merge:<key>`, event ids ≤ 256).
+pub const MAX_KEY_LEN: usize = 512;
+
+/// An optional idempotency key: empty counts as absent, longer than [`MAX_KEY_LEN`] is invalid.
+fn key(fields: &Fields, name: &str) -> Result<Option<String>, DecodeError> {
+    match optional(fields, name) {
+        Some(k) if k.len() > MAX_KEY_LEN => Err(DecodeError::invalid(
+            name,
+            format!(
+                "has {} characters, at most {MAX_KEY_LEN} are accepted",
+                k.len()
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 /// A required RFC 3339 timestamp (`2024-12-01T10:00:00.000Z`, any offset).
 fn timestamp(fields: &Fields, name: &str) -> Result<DateTime<Utc>, DecodeError> {
     let raw = bus_core::required(fields, name)?;

@@ -5,7 +5,7 @@ use bus_core::serde_json::{Map, Value, json};
 use bus_core::{DecodeError, Fields, StreamMessage};
 use uuid::Uuid;
 
-use super::{format_timestamp, optional, text, timestamp, uuid};
+use super::{format_timestamp, key, text, timestamp, uuid};
 
 /// What to predict (seed 001's `request_type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -83,7 +83,7 @@ impl StreamMessage for PredictionRequest {
             brand_id: text(fields, "brand_id")?,
             request_type,
             timestamp: timestamp(fields, "timestamp")?,
-            request_id: optional(fields, "request_id"),
+            request_id: key(fields, "request_id")?,
         })
     }
 

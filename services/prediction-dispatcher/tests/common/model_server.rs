@@ -36,6 +36,8 @@ struct Shared {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     last_request: Mutex<Option<Value>>,
+    /// A profile whose requests always get a 500, whatever the answer for the others.
+    failing_profile: Mutex<Option<String>>,
 }
 
 /// The running model.
@@ -82,6 +84,11 @@ impl ModelServer {
     /// Changes the answer from now on.
     pub fn answer(&self, answer: Answer) {
         *self.shared.answer.lock().unwrap() = Some(answer);
+    }
+
+    /// Answers 500 to every request for `profile` from now on, whatever the others get.
+    pub fn fail_for(&self, profile: &str) {
+        *self.shared.failing_profile.lock().unwrap() = Some(profile.to_owned());
     }
 
     /// Requests received so far.
@@ -133,8 +140,13 @@ async fn predict(State(shared): State<Arc<Shared>>, Json(body): Json<Value>) -> 
     shared.calls.fetch_add(1, Ordering::SeqCst);
     let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
     shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let failing = shared.failing_profile.lock().unwrap().clone();
+    let answer = if failing.is_some() && body["profile_id"].as_str() == failing.as_deref() {
+        Some(Answer::Status(500, "this profile crashes the model".into()))
+    } else {
+        shared.answer.lock().unwrap().clone()
+    };
     *shared.last_request.lock().unwrap() = Some(body);
-    let answer = shared.answer.lock().unwrap().clone();
     let response = respond(answer).await;
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     response
